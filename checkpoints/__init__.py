@@ -1,0 +1,73 @@
+"""Durable operations: step checkpoints, an event log, leases with fencing tokens, and a
+runner that resumes a plan of steps from its first unfinished one.
+
+Works on PostgreSQL (asyncpg) and SQLite (aiosqlite) through SQLAlchemy 2 async; knows
+nothing of HTTP, Redis or providers.
+"""
+
+from ._engine import create_engine
+from ._errors import (
+    CheckpointError,
+    IdempotencyKeyReused,
+    LeaseLost,
+    LeaseUnavailable,
+    OperationNotFound,
+)
+from ._models import (
+    TERMINAL_STATUSES,
+    Event,
+    Lease,
+    Operation,
+    OperationStatus,
+    StepRecord,
+    StepStatus,
+    canonical_json,
+    input_hash,
+)
+from ._runner import (
+    INTERRUPTED,
+    Outcome,
+    Run,
+    Runner,
+    Step,
+    StepContext,
+    StepWrapper,
+    describe_error,
+    is_retryable,
+)
+from ._schema import metadata, operation_events, operation_steps, operations
+from ._store import CheckpointStore, Written
+
+__all__ = [
+    "INTERRUPTED",
+    "TERMINAL_STATUSES",
+    "CheckpointError",
+    "CheckpointStore",
+    "Event",
+    "IdempotencyKeyReused",
+    "Lease",
+    "LeaseLost",
+    "LeaseUnavailable",
+    "Operation",
+    "OperationNotFound",
+    "OperationStatus",
+    "Outcome",
+    "Run",
+    "Runner",
+    "Step",
+    "StepContext",
+    "StepRecord",
+    "StepStatus",
+    "StepWrapper",
+    "Written",
+    "canonical_json",
+    "create_engine",
+    "describe_error",
+    "input_hash",
+    "is_retryable",
+    "metadata",
+    "operation_events",
+    "operation_steps",
+    "operations",
+]
+

@@ -1,0 +1,56 @@
+"""Engines configured the way the store needs them, for PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+#: Execution option: on SQLite, run each statement in SQLite's own autocommit mode
+#: (single-statement reads and writes need no BEGIN/COMMIT).
+SQLITE_AUTOCOMMIT: Final = "checkpoints_autocommit"
+
+
+def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
+    """An async engine for `postgresql+asyncpg://…` or `sqlite+aiosqlite:///file`.
+
+    SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` transactions, so concurrent
+    writers (also in other processes) queue instead of failing with "database is locked".
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError(
+                "the checkpoint store needs a SQLite *file* (sqlite+aiosqlite:///path.db): "
+                "an in-memory database is private to one connection"
+            )
+        engine = create_async_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(parsed, **kwargs)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver: the "begin" hook below issues BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(SQLITE_AUTOCOMMIT):
+            return
+        # Take the write lock up front: a deferred transaction that later writes can fail
+        # with SQLITE_BUSY at once instead of waiting for the busy timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

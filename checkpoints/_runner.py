@@ -1,0 +1,409 @@
+"""The step runner: executes a plan of named steps against the checkpoint store.
+
+A plan is an ordered list of steps. Consecutive steps that name a `group` form a block
+whose groups run concurrently (each group in order), e.g. one group per thumbnail
+variation. A completed step is never run again: its recorded output is handed to later
+steps. Each start, completion, failure and skip is one fenced write that also appends
+the matching `step` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ._errors import LeaseLost
+from ._models import JSON, Lease, Operation, OperationStatus, StepRecord
+from ._store import CheckpointStore, Written
+
+log = logging.getLogger("checkpoints")
+
+T = TypeVar("T")
+StepFn = Callable[["StepContext"], Awaitable[JSON]]
+#: Wraps one execution of a step, e.g. in the caller's retry policy.
+StepWrapper = Callable[["StepContext", Callable[[], Awaitable[JSON]]], Awaitable[JSON]]
+#: Turns a step's exception into the JSON error that is recorded and reported.
+DescribeError = Callable[[BaseException], dict[str, Any]]
+
+INTERRUPTED: dict[str, Any] = {
+    "code": "INTERRUPTED",
+    "message": "the step was interrupted before it completed",
+    "retryable": True,
+}
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """Default error description: the exception's `code` and `retryable` when it has them."""
+    return {
+        "code": str(getattr(exc, "code", type(exc).__name__)),
+        "message": str(exc) or type(exc).__name__,
+        "retryable": bool(getattr(exc, "retryable", False)),
+    }
+
+
+def is_retryable(error: Mapping[str, Any] | None) -> bool:
+    return bool(error and error.get("retryable"))
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A named unit of work. `fn` returns the step's JSON output, which is recorded."""
+
+    key: str
+    fn: StepFn
+    group: str | None = None
+    #: Runs even after `cancel()` (e.g. settling credits); other steps are skipped,
+    #: except the rest of a group whose first step already completed.
+    runs_when_cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run of a plan ended."""
+
+    outputs: Mapping[str, JSON]  # every completed step, earlier runs included
+    failures: Mapping[str, Mapping[str, Any]]  # failed steps and their errors
+    skipped: frozenset[str]
+    failed_step: str | None  # the ungrouped step whose failure stopped the run
+    cancelled: bool
+    suspended: bool  # stopped by suspend(): unfinished steps stay pending
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step function sees."""
+
+    run: Run
+    step: Step
+    attempt: int
+
+    @property
+    def operation(self) -> Operation:
+        return self.run.operation
+
+    @property
+    def outputs(self) -> Mapping[str, JSON]:
+        return self.run.outputs
+
+    async def emit(self, type: str, data: Mapping[str, Any]) -> int:
+        """Append an event (e.g. `retry`, `progress`) under the run's lease."""
+        return await self.run.emit(type, data)
+
+
+class Runner:
+    """Claims operations and runs their plans; one per process (its `owner` name)."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        *,
+        owner: str,
+        lease_ttl: float = 30.0,
+        renew_every: float | None = None,
+        wrap: StepWrapper | None = None,
+        describe_error: DescribeError = describe_error,
+        sleep: Callable[[float], Coroutine[Any, Any, None]] = asyncio.sleep,
+    ) -> None:
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
+        self.store = store
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.renew_every = renew_every if renew_every is not None else lease_ttl / 3
+        self.wrap = wrap
+        self.describe_error = describe_error
+        self.sleep = sleep
+
+    @contextlib.asynccontextmanager
+    async def claim(self, operation_id: str) -> AsyncIterator[Run]:
+        """Hold the operation's lease for the body, renewed in the background.
+
+        Raises `LeaseUnavailable` when a live owner holds it. If a newer owner takes it
+        over meanwhile, the body is cancelled and `LeaseLost` raised. The lease is
+        released on the way out.
+        """
+        lease = await self.store.acquire_lease(operation_id, self.owner, self.lease_ttl)
+        run = Run(self, lease, await self.store.get_operation(operation_id))
+        await run.load_steps()
+        task = asyncio.current_task()
+        keeper = asyncio.create_task(run.keep_lease(task), name=f"lease:{operation_id}")
+        try:
+            yield run
+        except asyncio.CancelledError:
+            if run.lost and task is not None and task.uncancel() == 0:
+                raise LeaseLost(lease.operation_id, lease.token) from None
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if not run.lost:
+                with contextlib.suppress(Exception):
+                    await _durable(self.store.release_lease(run.lease))
+
+
+class Run:
+    """One owner's turn at an operation: plan, execute, finish."""
+
+    def __init__(self, runner: Runner, lease: Lease, operation: Operation) -> None:
+        self.runner = runner
+        self.store = runner.store
+        self.lease = lease
+        self.operation = operation
+        self.lost = False
+        self.records: dict[str, StepRecord] = {}
+        self._plan: list[Step] = []
+        self._cancelled = operation.cancel_requested
+        self._suspended = False
+        self._failures: dict[str, Mapping[str, Any]] = {}
+
+    # -- control ------------------------------------------------------------------------
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Start no new paid work: skip what has not started (see `Step`)."""
+        self._cancelled = True
+
+    def suspend(self) -> None:
+        """Start no new step at all; unfinished steps stay pending for a later owner."""
+        self._suspended = True
+
+    @property
+    def outputs(self) -> dict[str, JSON]:
+        return {k: r.output for k, r in self.records.items() if r.status == "completed"}
+
+    async def load_steps(self) -> None:
+        self.records = {r.key: r for r in await self.store.get_steps(self.operation.id)}
+        self._failures = {
+            k: r.error or {} for k, r in self.records.items() if r.status == "failed"
+        }
+
+    async def keep_lease(self, owner_task: asyncio.Task[Any] | None) -> None:
+        while True:
+            await self.runner.sleep(self.runner.renew_every)
+            try:
+                self.lease = await self.store.renew_lease(self.lease, self.runner.lease_ttl)
+            except LeaseLost:
+                log.warning("lease on %s lost to a newer owner", self.operation.id)
+                self.lost = True
+                if owner_task is not None:
+                    owner_task.cancel()
+                return
+            except Exception:  # a passing database fault: the next renewal may work
+                log.exception("renewing the lease on %s failed", self.operation.id)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _seen(self, written: Written) -> Written:
+        if written.cancel_requested:
+            self._cancelled = True
+        return written
+
+    async def emit(self, type: str, data: Mapping[str, Any]) -> int:
+        """Append an event under the lease; returns its sequence number."""
+        written = await self.store.append_event(
+            self.lease, type, {"operation_id": self.operation.id, **data}
+        )
+        self._seen(written)
+        assert written.seq is not None
+        return written.seq
+
+    async def set_status(self, status: OperationStatus) -> None:
+        self._seen(await self.store.set_status(self.lease, status))
+
+    async def _record(self, record: StepRecord, event: dict[str, Any]) -> None:
+        written = await self.store.record_step(
+            self.lease,
+            record,
+            event=("step", {"operation_id": self.operation.id, **event}),
+        )
+        self._seen(written)
+        self.records[record.key] = record
+
+    # -- planning and execution ---------------------------------------------------------
+
+    async def plan(self, steps: Sequence[Step]) -> list[StepRecord]:
+        """Record the plan's steps (keeping what earlier runs completed); returns them."""
+        keys = [s.key for s in steps]
+        if len(set(keys)) != len(keys):
+            raise ValueError("step keys must be unique within a plan")
+        self._plan = list(steps)
+        records = await self.store.plan_steps(self.lease, keys)
+        self.records = {r.key: r for r in records}
+        return [self.records[k] for k in keys]
+
+    async def execute(self) -> Outcome:
+        """Run every unfinished step of the plan, in order, groups concurrently."""
+        for block in _blocks(self._plan):
+            if self._suspended:
+                break
+            if isinstance(block, Step):
+                if not await self._run_sequence([block]):
+                    break
+            else:
+                async with asyncio.TaskGroup() as tasks:
+                    for steps in block:
+                        tasks.create_task(self._run_sequence(steps))
+        return self._outcome()
+
+    async def _run_sequence(self, steps: Sequence[Step]) -> bool:
+        """Run steps in order; False when one failed (the rest are left or skipped)."""
+        for i, step in enumerate(steps):
+            record = self.records[step.key]
+            if record.status in ("completed", "skipped"):
+                continue
+            if record.status == "failed" and not is_retryable(record.error):
+                await self._skip(steps[i + 1 :])
+                return False
+            if self._suspended:
+                return True
+            group_started = step.group is not None and any(
+                self.records[s.key].status == "completed" for s in steps[:i]
+            )
+            if self._cancelled and not (step.runs_when_cancelled or group_started):
+                await self._skip([step])
+                continue
+            if not await self._run_step(step):
+                error = self._failures[step.key]
+                if step.group is not None and not is_retryable(error):
+                    await self._skip(steps[i + 1 :])
+                return False
+        return True
+
+    async def _run_step(self, step: Step) -> bool:
+        before = self.records[step.key]
+        attempt = before.attempts + 1
+        started = dataclasses.replace(
+            before, status="running", attempts=attempt, started_at=self.store.now(),
+            finished_at=None, error=None, output=None,
+        )
+        await self._record(started, {"step": step.key, "status": "started", "attempt": attempt})
+        self._failures.pop(step.key, None)
+        context = StepContext(self, step, attempt)
+        try:
+            if self.runner.wrap is None:
+                output = await step.fn(context)
+            else:
+                output = await self.runner.wrap(context, lambda: step.fn(context))
+        except asyncio.CancelledError:
+            # Leave the step failed (and retryable), never half-recorded.
+            with contextlib.suppress(Exception):
+                await _durable(self._fail(started, INTERRUPTED))
+            raise
+        except Exception as exc:
+            await _durable(self._fail(started, self.runner.describe_error(exc)))
+            return False
+        completed = dataclasses.replace(
+            started, status="completed", output=output, finished_at=self.store.now()
+        )
+        await _durable(
+            self._record(
+                completed,
+                {"step": step.key, "status": "completed", "attempt": attempt, "output": output},
+            )
+        )
+        return True
+
+    async def _fail(self, started: StepRecord, error: Mapping[str, Any]) -> None:
+        failed = dataclasses.replace(
+            started, status="failed", error=dict(error), finished_at=self.store.now()
+        )
+        self._failures[started.key] = failed.error or {}
+        await self._record(
+            failed,
+            {"step": started.key, "status": "failed", "attempt": started.attempts,
+             "error": dict(error)},
+        )
+
+    async def _skip(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            record = self.records[step.key]
+            if record.status in ("completed", "skipped"):
+                continue
+            skipped = dataclasses.replace(record, status="skipped", finished_at=self.store.now())
+            await _durable(
+                self._record(
+                    skipped,
+                    {"step": step.key, "status": "skipped", "attempt": record.attempts},
+                )
+            )
+
+    def _outcome(self) -> Outcome:
+        failed_step = next(
+            (
+                s.key
+                for s in self._plan
+                if s.group is None and self.records[s.key].status == "failed"
+            ),
+            None,
+        )
+        return Outcome(
+            outputs=self.outputs,
+            failures={k: self._failures[k] for k in self.records if k in self._failures},
+            skipped=frozenset(k for k, r in self.records.items() if r.status == "skipped"),
+            failed_step=failed_step,
+            cancelled=self._cancelled,
+            suspended=self._suspended,
+        )
+
+    async def finish(
+        self,
+        status: OperationStatus,
+        *,
+        result: JSON | None = None,
+        error: Mapping[str, Any] | None = None,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> int | None:
+        """End the operation: terminal status, result or error, and the terminal event.
+
+        Unless the operation stays resumable (`failed` with a retryable error), steps that
+        never completed are marked `skipped` first.
+        """
+        if not (status == "failed" and is_retryable(error)):
+            await self._skip([s for s in self._plan if self.records[s.key].status == "pending"])
+        data = None
+        if event is not None:
+            data = (event[0], {"operation_id": self.operation.id, **event[1]})
+        written = await _durable(
+            self.store.finish_operation(
+                self.lease, status, result=result, error=error, event=data
+            )
+        )
+        return written.seq
+
+
+def _blocks(plan: Sequence[Step]) -> list[Step | list[list[Step]]]:
+    """Split a plan into single steps and blocks of concurrent groups."""
+    blocks: list[Step | list[list[Step]]] = []
+    groups: dict[str, list[Step]] = {}
+    for step in plan:
+        if step.group is None:
+            if groups:
+                blocks.append(list(groups.values()))
+                groups = {}
+            blocks.append(step)
+        else:
+            groups.setdefault(step.group, []).append(step)
+    if groups:
+        blocks.append(list(groups.values()))
+    return blocks
+
+
+async def _durable(write: Awaitable[T]) -> T:
+    """Let a write finish even if the caller is cancelled meanwhile: a commit cut off in
+    the middle can break a pooled connection, and the step must not be left in doubt."""
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
