@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+PACKAGES := $(wildcard service checkpoints ratelimit)
 
 .PHONY: install run test lint bench clean
 
@@ -22,8 +23,8 @@ run: install
 	$(BIN)/python -m service serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check service checkpoints ratelimit tests bench
-	$(BIN)/mypy --strict service checkpoints ratelimit
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/mypy --strict $(PACKAGES)
 
 test: lint
 	$(BIN)/python -m pytest
