@@ -30,9 +30,11 @@ async def test_create_returns_the_same_operation_for_a_repeated_key(store: Check
     again, created_again = await store.create_operation(
         user_id="u1", kind="k", input={"title": "a"}, idempotency_key="key-1"
     )
-    assert created and not created_again
+    assert created
+    assert not created_again
     assert again.id == first.id
-    assert first.status == "pending" and first.last_seq == 0
+    assert first.status == "pending"
+    assert first.last_seq == 0
 
 
 async def test_a_key_reused_with_another_input_is_refused(store: CheckpointStore):
@@ -57,7 +59,8 @@ async def test_keys_are_scoped_per_user(store: CheckpointStore):
     b, created = await store.create_operation(
         user_id="u2", kind="k", input={"x": 1}, idempotency_key="k"
     )
-    assert created and a.id != b.id
+    assert created
+    assert a.id != b.id
 
 
 async def test_concurrent_creates_with_one_key_make_exactly_one_row(db_url: str):
@@ -141,8 +144,10 @@ async def test_a_zombie_owner_can_write_nothing(store: CheckpointStore, clock: F
     assert [s.status for s in await store.get_steps(op.id)] == ["pending", "pending"]
     assert [e.seq for e in await store.read_events(op.id)] == [1]
     current = await store.get_operation(op.id)
-    assert current.status == "pending" and current.result is None
-    assert current.lease_owner == "new" and current.lease_token == new.token
+    assert current.status == "pending"
+    assert current.result is None
+    assert current.lease_owner == "new"
+    assert current.lease_token == new.token
     # The new owner writes normally.
     await store.record_step(new, running, event=("step", {"step": "s1"}))
     assert (await store.get_steps(op.id))[0].output == {"x": 1}
@@ -157,8 +162,10 @@ async def test_finish_stores_the_terminal_state_and_event_together(store: Checkp
     )
     assert written.seq == 1
     done = await store.get_operation(op.id)
-    assert done.status == "succeeded" and done.result == {"n": 2}
-    assert done.finished_at is not None and done.is_finished
+    assert done.status == "succeeded"
+    assert done.result == {"n": 2}
+    assert done.finished_at is not None
+    assert done.is_finished
     with pytest.raises(ValueError, match="terminal"):
         await store.finish_operation(lease, "running")
 
