@@ -1,0 +1,434 @@
+"""The limiter: policies applied to a backend, with the outage policy, the local denial
+cache, concurrency slots and metrics around it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+from prometheus_client import CollectorRegistry
+
+from ._backend import US_PER_S, Backend, Bucket, Verdict
+from ._breaker import CircuitBreaker
+from ._denials import Denial, DenialCache
+from ._errors import (
+    BackendUnavailable,
+    CostExceedsLimit,
+    RateLimitConfigError,
+    RateLimitExceeded,
+    RateLimitUnavailable,
+    UnknownRoute,
+)
+from ._headers import policy_field, ratelimit_field, retry_after_seconds, whole_seconds
+from ._identity import ClientIdentifier, Network, parse_networks
+from ._memory import MemoryBackend
+from ._metrics import Metrics, RouteCounters
+from ._policy import DEFAULT_POLICIES, Policies, RoutePolicy
+from ._redis import DEFAULT_SOCKET_TIMEOUT_S, RedisBackend
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+log = logging.getLogger("ratelimit")
+
+Clock = Callable[[], float]
+
+# A slot frees when some operation ends, which nobody can predict: the smallest honest hint.
+SLOT_RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An admitted request: what it was charged and the headers to send with the answer.
+
+    `remaining` and `reset_after` are the route limit's `r` and `t` (see `RateLimit`);
+    `source` says who decided: `"redis"`, `"memory"`, or `"fallback"` (the local bucket of a
+    fail-open route while Redis is unreachable).
+    """
+
+    route_id: str
+    identity: str
+    cost: int
+    remaining: int
+    reset_after: int
+    headers: Mapping[str, str]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    policy: RoutePolicy
+    buckets: tuple[Bucket, ...]
+    local_buckets: tuple[Bucket, ...]
+    policy_header: str
+    local_policy_header: str
+    counters: RouteCounters
+
+
+def _buckets(policy: RoutePolicy, policies: Policies, divisor: int) -> tuple[Bucket, ...]:
+    limits = [(policy.route_id, policy.limit, policy.window_s)]
+    limits += [(b.name, b.limit, b.window_s) for b in policies.budgets_of(policy.route_id)]
+    return tuple(Bucket(n, max(1, q // divisor), w * US_PER_S) for n, q, w in limits)
+
+
+class RateLimiter:
+    """Weighted rate limits per route and caller, shared through a backend.
+
+    Build one with `RateLimiter.from_url(REDIS_URL or None, policies=load_policies(...),
+    trusted_proxies=TRUSTED_PROXIES)`, install it with `install_rate_limiter(app, limiter)`,
+    and close it with `await limiter.aclose()`.
+
+    Outage policy: backend calls that fail open the circuit breaker after
+    `breaker.failure_threshold` consecutive failures; while it is open the backend is not
+    called. Fail-closed routes then raise `RateLimitUnavailable`; fail-open routes are
+    decided by an in-process bucket with the same policy, each limit divided by
+    `instances` (the number of instances sharing the load). After the breaker's cooldown one
+    probe goes to the backend, and decisions return to it as soon as it answers.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        policies: Policies = DEFAULT_POLICIES,
+        *,
+        trusted_proxies: Iterable[str | Network] | str = (),
+        ipv6_prefix: int = 64,
+        registry: CollectorRegistry | None = None,
+        instances: int = 1,
+        breaker: CircuitBreaker | None = None,
+        clock: Clock = time.monotonic,
+        denial_cache_size: int = 10_000,
+        slot_ttl_s: float = 30.0,
+    ) -> None:
+        if instances < 1:
+            raise RateLimitConfigError("instances must be at least 1")
+        if slot_ttl_s <= 0:
+            raise RateLimitConfigError("slot_ttl_s must be positive")
+        self.backend = backend
+        self.policies = policies
+        self.identifier = ClientIdentifier(parse_networks(trusted_proxies), ipv6_prefix=ipv6_prefix)
+        self.metrics = Metrics(registry or CollectorRegistry(), policies.routes)
+        self.instances = instances
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        self.slot_ttl_s = slot_ttl_s
+        self._clock = clock
+        self._local = MemoryBackend(clock=clock)
+        self._denials = DenialCache(denial_cache_size)
+        self._routes: dict[str, _Route] = {}
+        for route_id, policy in policies.routes.items():
+            buckets = _buckets(policy, policies, 1)
+            local = _buckets(policy, policies, instances)
+            self._routes[route_id] = _Route(
+                policy,
+                buckets,
+                local,
+                policy_field(buckets),
+                policy_field(local),
+                self.metrics.by_route[route_id],
+            )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | None,
+        policies: Policies = DEFAULT_POLICIES,
+        *,
+        socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+        clock: Clock = time.monotonic,
+        **options: object,
+    ) -> RateLimiter:
+        """A limiter on `redis://…` (`redis+cluster://…` for Redis Cluster) or, for `None`
+        or `memory://`, on the in-process backend. `options` are the constructor's."""
+        backend: Backend
+        if url is None or url.startswith("memory://"):
+            backend = MemoryBackend(clock=clock)
+        elif url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
+            backend = RedisBackend.from_url(url, socket_timeout_s=socket_timeout_s)
+        else:
+            raise RateLimitConfigError(
+                f"rate limiter URL must be redis://, rediss://, redis+cluster:// or memory://, "
+                f"got {url.split('://')[0]}://"
+            )
+        return cls(backend, policies, clock=clock, **options)  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    def identify(self, request: Request, user_id: str | None) -> str:
+        """`user:<id>`, or `ip:<client address>` (see `ClientIdentifier`)."""
+        return self.identifier.identify(request, user_id)
+
+    def _route(self, route_id: str) -> _Route:
+        route = self._routes.get(route_id)
+        if route is None:
+            raise UnknownRoute(route_id, tuple(self._routes))
+        return route
+
+    def _cost(self, route: _Route, cost: int | None) -> int:
+        if cost is None:
+            return route.policy.cost
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise RateLimitConfigError(f"cost must be a whole number >= 1, got {cost!r}")
+        for b in route.buckets:
+            if cost > b.limit:
+                raise CostExceedsLimit(
+                    route.policy.route_id, cost, b.name, b.limit, b.window_us // US_PER_S
+                )
+        return cost
+
+    async def check(self, route_id: str, identity: str, *, cost: int | None = None) -> Decision:
+        """Charge `cost` units (default: the route's) to `identity` on `route_id`.
+
+        Returns the `Decision`; raises `RateLimitExceeded` (nothing charged) or, on a
+        fail-closed route while the backend is unreachable, `RateLimitUnavailable`.
+        """
+        route = self._route(route_id)
+        units = self._cost(route, cost)
+        sent_at = self._clock()
+        denial = self._denials.lookup(identity, route_id, units, sent_at)
+        if denial is not None:
+            route.counters.limited.inc()
+            raise self._refusal_from_cache(route, denial, sent_at)
+        if self.breaker.allows_call():
+            try:
+                verdict = await self.backend.charge(identity, route.buckets, units)
+            except BackendUnavailable as exc:
+                self.breaker.record_failure()
+                log.warning("rate limiter backend unavailable on %s: %s", route_id, exc)
+            else:
+                self.breaker.record_success()
+                if verdict.allowed:
+                    route.counters.allowed.inc()
+                    return self._decision(route, identity, units, verdict, self.backend.name)
+                self._denials.remember(identity, route_id, units, sent_at, verdict)
+                route.counters.limited.inc()
+                raise self._refusal(route, route.buckets, route.policy_header, verdict)
+        return await self._during_outage(route, identity, units)
+
+    async def _during_outage(self, route: _Route, identity: str, units: int) -> Decision:
+        if route.policy.fail == "closed":
+            route.counters.unavailable.inc()
+            retry_after = self.breaker.retry_after_s()
+            raise RateLimitUnavailable(
+                route.policy.route_id,
+                retry_after,
+                {"RateLimit-Policy": route.policy_header, "Retry-After": str(retry_after)},
+            )
+        route.counters.fail_open.inc()
+        # A local limit divided by `instances` may be smaller than the cost: charge what fits.
+        units = min(units, *(b.limit for b in route.local_buckets))
+        verdict = await self._local.charge(identity, route.local_buckets, units)
+        if verdict.allowed:
+            route.counters.allowed.inc()
+            return self._decision(route, identity, units, verdict, "fallback")
+        route.counters.limited.inc()
+        raise self._refusal(route, route.local_buckets, route.local_policy_header, verdict)
+
+    def _decision(
+        self, route: _Route, identity: str, units: int, verdict: Verdict, source: str
+    ) -> Decision:
+        buckets = route.buckets if source != "fallback" else route.local_buckets
+        header = route.policy_header if source != "fallback" else route.local_policy_header
+        return Decision(
+            route.policy.route_id,
+            identity,
+            units,
+            verdict.remaining[0],
+            whole_seconds(verdict.reset_us[0]),
+            {
+                "RateLimit-Policy": header,
+                "RateLimit": ratelimit_field(buckets, verdict.remaining, verdict.reset_us),
+            },
+            source,
+        )
+
+    @staticmethod
+    def _refusal(
+        route: _Route, buckets: tuple[Bucket, ...], header: str, verdict: Verdict
+    ) -> RateLimitExceeded:
+        retry_after = retry_after_seconds(verdict.retry_after_us)
+        return RateLimitExceeded(
+            route.policy.route_id,
+            retry_after,
+            {
+                "RateLimit-Policy": header,
+                "RateLimit": ratelimit_field(buckets, verdict.remaining, verdict.reset_us),
+                "Retry-After": str(retry_after),
+            },
+        )
+
+    def _refusal_from_cache(self, route: _Route, denial: Denial, now: float) -> RateLimitExceeded:
+        waited = round((now - denial.sent_at) * US_PER_S)
+        v = denial.verdict
+        aged = Verdict(
+            False,
+            max(1, round((denial.retry_at - now) * US_PER_S)),
+            v.remaining,  # a lower bound: the bucket has refilled a little since
+            tuple(max(0, t - waited) for t in v.reset_us),
+        )
+        return self._refusal(route, route.buckets, route.policy_header, aged)
+
+    async def enforce(
+        self, route_id: str, request: Request, user_id: str | None, *, cost: int | None = None
+    ) -> Decision:
+        """`check` for the caller of `request` (see `identify`)."""
+        return await self.check(route_id, self.identifier.identify(request, user_id), cost=cost)
+
+    async def refund(
+        self, route_id: str, user_id: str | None, cost: int, *, identity: str | None = None
+    ) -> bool:
+        """Give `cost` units back to the caller (`user_id`, or an `identity` such as
+        `Decision.identity`) on `route_id` and on the budgets it shares, e.g. for work that
+        failed before it cost anything. Never raises for an outage: returns False when the
+        backend could not be reached (the units then come back with the refill)."""
+        route = self._route(route_id)
+        units = self._cost(route, cost)
+        who = _who(user_id, identity)
+        self._denials.forget(who)
+        await self._local.refund(who, route.local_buckets, units)
+        if not self.breaker.allows_call():
+            return False
+        try:
+            await self.backend.refund(who, route.buckets, units)
+        except BackendUnavailable as exc:
+            self.breaker.record_failure()
+            log.warning("rate limiter refund on %s not recorded: %s", route_id, exc)
+            return False
+        self.breaker.record_success()
+        return True
+
+    async def acquire_slot(
+        self,
+        route_id: str,
+        user_id: str | None,
+        *,
+        identity: str | None = None,
+        ttl_s: float | None = None,
+    ) -> Slot:
+        """Hold one of the route's `concurrency` slots for the caller, for `ttl_s` (default
+        `slot_ttl_s`) unless renewed. Raises `RateLimitExceeded` when all are held (or
+        `RateLimitUnavailable` on a fail-closed route during an outage). A route with no
+        concurrency limit grants every slot without a round trip. Prefer `slot()`, which
+        releases it for you; otherwise `release()` it in a `finally`."""
+        route = self._route(route_id)
+        who = _who(user_id, identity)
+        slot = Slot(self, route, who, uuid.uuid4().hex, ttl_s or self.slot_ttl_s)
+        if route.policy.concurrency is None:
+            return slot
+        if not await slot._hold():
+            route.counters.limited.inc()
+            raise RateLimitExceeded(
+                route_id,
+                SLOT_RETRY_AFTER_S,
+                {"Retry-After": str(SLOT_RETRY_AFTER_S), "RateLimit-Policy": route.policy_header},
+            )
+        return slot
+
+    @asynccontextmanager
+    async def slot(
+        self,
+        route_id: str,
+        user_id: str | None,
+        *,
+        identity: str | None = None,
+        ttl_s: float | None = None,
+    ) -> AsyncIterator[Slot]:
+        """`async with limiter.slot(route_id, user_id) as slot:` — a slot for the block,
+        released in `finally` (a crashed process's slot frees after its TTL)."""
+        held = await self.acquire_slot(route_id, user_id, identity=identity, ttl_s=ttl_s)
+        try:
+            yield held
+        finally:
+            await held.release()
+
+
+def _who(user_id: str | None, identity: str | None) -> str:
+    if identity is not None:
+        return identity
+    if user_id is None:
+        raise RateLimitConfigError("give a user_id or an identity")
+    return f"user:{user_id}"
+
+
+class Slot:
+    """A held concurrency slot: `renew()` it while the work lasts longer than its TTL,
+    `release()` it when the work ends."""
+
+    def __init__(
+        self, limiter: RateLimiter, route: _Route, identity: str, token: str, ttl_s: float
+    ) -> None:
+        self.route_id = route.policy.route_id
+        self.identity = identity
+        self.token = token
+        self.ttl_s = ttl_s
+        self.held = False
+        self._limiter = limiter
+        self._route = route
+        self._backend: Backend | None = None
+
+    async def _hold(self) -> bool:
+        limiter, policy = self._limiter, self._route.policy
+        assert policy.concurrency is not None
+        ttl_us = round(self.ttl_s * US_PER_S)
+        backend = self._backend
+        if backend is None or backend is limiter.backend:
+            if limiter.breaker.allows_call():
+                try:
+                    held = await limiter.backend.hold_slot(
+                        self.identity, self.route_id, policy.concurrency, self.token, ttl_us
+                    )
+                except BackendUnavailable as exc:
+                    limiter.breaker.record_failure()
+                    log.warning("rate limiter slot on %s: %s", self.route_id, exc)
+                else:
+                    limiter.breaker.record_success()
+                    self._backend = limiter.backend
+                    self.held = held
+                    return held
+            if policy.fail == "closed":
+                self._route.counters.unavailable.inc()
+                retry_after = limiter.breaker.retry_after_s()
+                raise RateLimitUnavailable(
+                    self.route_id, retry_after, {"Retry-After": str(retry_after)}
+                )
+            if backend is not None:
+                # A Redis slot we cannot reach: keep counting it as held until Redis is back.
+                return True
+        self._route.counters.fail_open.inc()
+        capacity = max(1, policy.concurrency // limiter.instances)
+        self._backend = limiter._local
+        self.held = await limiter._local.hold_slot(
+            self.identity, self.route_id, capacity, self.token, ttl_us
+        )
+        return self.held
+
+    async def renew(self, ttl_s: float | None = None) -> bool:
+        """Extend the slot to `ttl_s` (default: its TTL) from now. Returns False when the
+        slot had expired and the route is now full; raises `RateLimitUnavailable` when the
+        store cannot be reached on a fail-closed route."""
+        if self._route.policy.concurrency is None:
+            return True
+        if ttl_s is not None:
+            self.ttl_s = ttl_s
+        return await self._hold()
+
+    async def release(self) -> None:
+        """Free the slot (idempotent; shielded from cancellation, never raises)."""
+        backend, self._backend, self.held = self._backend, None, False
+        if backend is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await backend.release_slot(self.identity, self.route_id, self.token)
+            except BackendUnavailable as exc:
+                log.warning("slot on %s not released (it expires): %s", self.route_id, exc)
