@@ -31,7 +31,6 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(parsed, **kwargs)
 
 
