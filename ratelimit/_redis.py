@@ -7,6 +7,7 @@ breaker takes it from there. Every redis-py error becomes `BackendUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,21 @@ class RedisBackend:
         self._charge = client.register_script(_scripts.CHARGE)
         self._refund = client.register_script(_scripts.REFUND)
         self._hold = client.register_script(_scripts.HOLD_SLOT)
+        # redis-py's RedisCluster discovers the topology on first use; many first calls at
+        # once each start that discovery and drop each other's connections, so it is done
+        # once, behind a lock, before the first command.
+        self._needs_initialize = isinstance(client, RedisCluster)
+        self._initialize_lock = asyncio.Lock()
+
+    async def _initialize(self) -> None:
+        assert isinstance(self.client, RedisCluster)
+        async with self._initialize_lock:
+            if self._needs_initialize:
+                try:
+                    await self.client.initialize()
+                except _FAILURES as exc:
+                    raise BackendUnavailable(f"redis cluster: {exc}") from exc
+                self._needs_initialize = False
 
     @classmethod
     def from_url(
@@ -65,6 +81,8 @@ class RedisBackend:
         for b in buckets:
             args.append(b.limit)
             args.append(b.window_us)
+        if self._needs_initialize:
+            await self._initialize()
         try:
             out = await self._charge([bucket_key(identity, b.name) for b in buckets], args)
         except _FAILURES as exc:
@@ -76,6 +94,8 @@ class RedisBackend:
         for b in buckets:
             args.append(b.limit)
             args.append(b.window_us)
+        if self._needs_initialize:
+            await self._initialize()
         try:
             await self._refund([bucket_key(identity, b.name) for b in buckets], args)
         except _FAILURES as exc:
@@ -84,6 +104,8 @@ class RedisBackend:
     async def hold_slot(
         self, identity: str, route_id: str, capacity: int, token: str, ttl_us: int
     ) -> bool:
+        if self._needs_initialize:
+            await self._initialize()
         try:
             out = await self._hold([slots_key(identity, route_id)], [capacity, token, ttl_us])
         except _FAILURES as exc:
@@ -91,6 +113,8 @@ class RedisBackend:
         return bool(out == 1)
 
     async def release_slot(self, identity: str, route_id: str, token: str) -> None:
+        if self._needs_initialize:
+            await self._initialize()
         try:
             await self.client.zrem(slots_key(identity, route_id), token)
         except _FAILURES as exc:
