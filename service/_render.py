@@ -31,6 +31,7 @@ ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
 _LONG_SIDE = {"1K": 1280, "2K": 2560, "4K": 3840}
 _MAX_VARIATIONS = 4
 _ELLIPSIS = "…"
+_MAX_TEXT_CHARS = 1000
 # Level 4 keeps a 4K card's encoding well under a second; the flat colours compress fine.
 _PNG_COMPRESS_LEVEL = 4
 _JPEG_QUALITY = 85
@@ -128,7 +129,9 @@ def _parse_colour(value: object) -> RGB | None:
         rgb = ImageColor.getrgb(text)
     except ValueError:
         return None
-    return (rgb[0], rgb[1], rgb[2])
+    # Pillow parses "rgb(999,0,0)" and out-of-range hsl() without complaint; clamp them.
+    r, g, b = (max(0, min(255, int(v))) for v in rgb[:3])
+    return (r, g, b)
 
 
 def _requested_colours(palette: Sequence[str] | str | None) -> list[RGB]:
@@ -630,9 +633,10 @@ def render_thumbnail(spec: ThumbnailSpec) -> bytes:
     # Sized by the short side so a portrait card's band does not eat a fifth of it.
     band_h = round(_BAND_FRACTION * short)
     band_y = 0 if layout.band_at_top else height - band_h
-    main_text = (spec.thumbnail_text or "").strip() or spec.title.strip()
+    # Capped far beyond what fits at the smallest size, so a huge text cannot make fitting slow.
+    main_text = ((spec.thumbnail_text or "").strip() or spec.title.strip())[:_MAX_TEXT_CHARS]
     # Without a thumbnail text the title is the big text; repeating it small would be noise.
-    title_line = spec.title.strip() if (spec.thumbnail_text or "").strip() else ""
+    title_line = spec.title.strip()[:_MAX_TEXT_CHARS] if (spec.thumbnail_text or "").strip() else ""
     if title_line:
         band_box = (0, band_y, width, band_y + band_h)
         band = image.crop(band_box)

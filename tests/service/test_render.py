@@ -167,6 +167,12 @@ def test_unparseable_palette_colours_are_ignored() -> None:
     assert _share(green, lambda p: p[1] > 120 and p[0] < 90 and p[2] < 90) > 0.4
 
 
+def test_out_of_range_palette_colours_are_clamped() -> None:
+    """A colour Pillow parses out of range, like rgb(999,0,0), is clamped to pure red."""
+    png = render_thumbnail(ThumbnailSpec(title=TITLE, palette=["rgb(999,0,0)"]))
+    assert png == render_thumbnail(ThumbnailSpec(title=TITLE, palette=["#ff0000"]))
+
+
 def test_named_palette_string_is_honoured() -> None:
     """A palette name ("warm", "cool") picks a family of colours."""
 
@@ -180,12 +186,13 @@ def test_named_palette_string_is_honoured() -> None:
 
 
 def test_long_title_and_long_text_still_render() -> None:
-    """A 500-character title and a very long thumbnail text render at the right size."""
+    """A 500-character title and very long thumbnail texts render at the right size."""
     title = ("An extremely long title that keeps going " * 13)[:500]
     text = "SUPERCALIFRAGILISTICEXPIALIDOCIOUS " * 12
     for spec in (
         ThumbnailSpec(title=title),
         ThumbnailSpec(title=title, thumbnail_text=text, emotion="shocked", aspect_ratio="9:16"),
+        ThumbnailSpec(title=title, thumbnail_text="x" * 20_000, pose="pointing", emotion="calm"),
     ):
         assert _decode(render_thumbnail(spec)).size == image_size(
             spec.resolution, spec.aspect_ratio
