@@ -14,6 +14,7 @@ from ._errors import (
     OperationNotFound,
 )
 from ._models import (
+    JSON,
     TERMINAL_STATUSES,
     Event,
     Lease,
@@ -40,6 +41,7 @@ from ._store import CheckpointStore, Written
 
 __all__ = [
     "INTERRUPTED",
+    "JSON",
     "TERMINAL_STATUSES",
     "CheckpointError",
     "CheckpointStore",

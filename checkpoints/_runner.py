@@ -240,6 +240,13 @@ class Run:
         self.records = {r.key: r for r in records}
         return [self.records[k] for k in keys]
 
+    async def reset(self, keys: Sequence[str]) -> None:
+        """Run these (completed or failed) steps again in the next `execute`."""
+        records = await self.store.reset_steps(self.lease, keys)
+        self.records = {r.key: r for r in records}
+        for key in keys:
+            self._failures.pop(key, None)
+
     async def execute(self) -> Outcome:
         """Run every unfinished step of the plan, in order, groups concurrently."""
         for block in _blocks(self._plan):

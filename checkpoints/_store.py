@@ -289,6 +289,21 @@ class CheckpointStore:
                 )
         return await self.get_steps(lease.operation_id)
 
+    async def reset_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:
+        """Set steps back to `pending` so the next execution runs them again (e.g. the
+        bookkeeping steps of a resumed operation); returns every step in plan order."""
+        async with self.engine.begin() as conn:
+            await self._fence(conn, lease)
+            await conn.execute(
+                operation_steps.update()
+                .where(
+                    operation_steps.c.operation_id == lease.operation_id,
+                    operation_steps.c.key.in_(keys),
+                )
+                .values(status="pending", output=None, error=None, finished_at=None)
+            )
+        return await self.get_steps(lease.operation_id)
+
     async def get_steps(self, operation_id: str) -> list[StepRecord]:
         stmt = (
             sa.select(operation_steps)
@@ -370,10 +385,11 @@ class CheckpointStore:
     # -- terminal state -----------------------------------------------------------------
 
     async def set_status(self, lease: Lease, status: OperationStatus) -> Written:
-        """Set a non-terminal status (e.g. `running`) under the lease."""
+        """Set a non-terminal status (e.g. `running`) under the lease; a finished
+        operation set back to `running` (a resume) loses its result and error."""
         if status in TERMINAL_STATUSES:
             raise ValueError("use finish_operation for a terminal status")
-        return await self._write(lease, status=status)
+        return await self._write(lease, status=status, reopen=True)
 
     async def finish_operation(
         self,
@@ -447,6 +463,7 @@ class CheckpointStore:
         result: JSON | None = None,
         error: Mapping[str, Any] | None = None,
         finished: bool = False,
+        reopen: bool = False,
         step: _StepWrite | None = None,
         event: tuple[str, Mapping[str, Any]] | None = None,
     ) -> Written:
@@ -455,8 +472,8 @@ class CheckpointStore:
         sets: dict[str, Any] = {"updated_at": now}
         if status is not None:
             sets["status"] = status
-        if finished:
-            sets.update(result=result, error=error, finished_at=now)
+        if finished or reopen:
+            sets.update(result=result, error=error, finished_at=now if finished else None)
         if self._is_pg:
             written = await self._write_pg(lease, op_id, sets, step, event, now)
         else:

@@ -415,3 +415,35 @@ async def test_a_run_killed_mid_step_is_resumed_without_repeating_finished_steps
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         await store.close()
+
+
+async def test_a_failed_operation_reopened_reruns_its_reset_steps(store: CheckpointStore):
+    """After a retryable failure, set_status('running') reopens the operation (error and
+    finish time cleared) and reset steps run again with the failed one."""
+    calls = Calls()
+    op_id = await new_operation(store)
+    plan = [calls.step("reserve"), calls.step("work"), calls.step("settle")]
+    calls.failing["work"] = StepError("PROVIDER_UNAVAILABLE", retryable=True)
+    runner = Runner(store, owner="test")
+    async with runner.claim(op_id) as run:
+        await run.plan(plan)
+        await run.execute()
+        await run.finish("failed", error={"code": "PROVIDER_UNAVAILABLE", "retryable": True})
+    failed = await store.get_operation(op_id)
+    assert failed.status == "failed"
+    assert [s.status for s in await store.get_steps(op_id)] == ["completed", "failed", "pending"]
+
+    del calls.failing["work"]
+    async with runner.claim(op_id) as run:
+        await run.plan(plan)
+        await run.reset(["reserve", "settle"])
+        await run.set_status("running")
+        reopened = await store.get_operation(op_id)
+        assert reopened.status == "running"
+        assert reopened.error is None
+        assert reopened.finished_at is None
+        outcome = await run.execute()
+        await run.finish("succeeded", result={"ok": True})
+    assert calls.count == {"reserve": 2, "work": 2, "settle": 1}
+    assert set(outcome.outputs) == {"reserve", "work", "settle"}
+    assert (await store.get_operation(op_id)).status == "succeeded"
