@@ -30,7 +30,7 @@ from ._identity import ClientIdentifier, Network, parse_networks
 from ._memory import MemoryBackend
 from ._metrics import Metrics, RouteCounters
 from ._policy import DEFAULT_POLICIES, Policies, RoutePolicy
-from ._redis import DEFAULT_SOCKET_TIMEOUT_S, RedisBackend
+from ._redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_SOCKET_TIMEOUT_S, RedisBackend
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -140,16 +140,21 @@ class RateLimiter:
         policies: Policies = DEFAULT_POLICIES,
         *,
         socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         clock: Clock = time.monotonic,
         **options: object,
     ) -> RateLimiter:
         """A limiter on `redis://…` (`redis+cluster://…` for Redis Cluster) or, for `None`
-        or `memory://`, on the in-process backend. `options` are the constructor's."""
+        or `memory://`, on the in-process backend. Redis reads time out after
+        `socket_timeout_s` (50 ms), connects after `connect_timeout_s` (250 ms), and are
+        never retried. `options` are the constructor's."""
         backend: Backend
         if url is None or url.startswith("memory://"):
             backend = MemoryBackend(clock=clock)
         elif url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
-            backend = RedisBackend.from_url(url, socket_timeout_s=socket_timeout_s)
+            backend = RedisBackend.from_url(
+                url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s
+            )
         else:
             raise RateLimitConfigError(
                 f"rate limiter URL must be redis://, rediss://, redis+cluster:// or memory://, "

@@ -32,6 +32,10 @@ from ._errors import PolicyError
 
 FailMode = Literal["closed", "open"]
 
+# The scripts keep `limit * window` in microseconds in Lua numbers (doubles): exact below
+# 2^53 µs, so limit × window_s must stay below about 9 × 10^9.
+MAX_UNIT_SECONDS = 9_000_000_000
+
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
@@ -160,6 +164,7 @@ def _route(
 
     limit = _positive_int(source, "routes", route_id, "limit", get("limit", None))
     window_s = _positive_int(source, "routes", route_id, "window_s", get("window_s", None))
+    _within_precision(source, "routes", route_id, limit, window_s)
     fail = get("fail", "closed")
     if fail not in ("closed", "open"):
         raise PolicyError(
@@ -190,6 +195,7 @@ def _budget(
             raise PolicyError(source, "budgets", name, fld, "is required")
     limit = _positive_int(source, "budgets", name, "limit", table["limit"])
     window_s = _positive_int(source, "budgets", name, "window_s", table["window_s"])
+    _within_precision(source, "budgets", name, limit, window_s)
     members = table["routes"]
     if not isinstance(members, list) or not members or not all(
         isinstance(r, str) for r in members
@@ -199,3 +205,11 @@ def _budget(
         if route_id not in routes:
             raise PolicyError(source, "budgets", name, "routes", f"unknown route {route_id!r}")
     return Budget(name, limit, window_s, frozenset(members))
+
+
+def _within_precision(source: str, section: str, name: str, limit: int, window_s: int) -> None:
+    if limit * window_s > MAX_UNIT_SECONDS:
+        raise PolicyError(
+            source, section, name, "limit",
+            f"limit × window_s must be at most {MAX_UNIT_SECONDS:,} (got {limit * window_s:,})",
+        )

@@ -7,17 +7,21 @@ every value stays below 2^53, so Lua's doubles hold it exactly). Numbers are wri
 
 from __future__ import annotations
 
-# KEYS: one bucket per limit.  ARGV: cost, then (limit, window_us) per key.
-# Returns {allowed, retry_after_us, remaining_1, reset_us_1, remaining_2, reset_us_2, …}.
+# KEYS: one bucket per limit.  ARGV[1]: "cost limit_1 window_us_1 limit_2 window_us_2 …" (one
+# argument: every argument costs the client an encoding pass on the hot path).
+# Returns "allowed retry_after_us remaining_1 reset_us_1 remaining_2 reset_us_2 …": one bulk
+# string parses much faster in redis-py than an array of integers.
 CHARGE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
+local a = {}
+for n in string.gmatch(ARGV[1], '%d+') do a[#a + 1] = tonumber(n) end
+local cost = a[1]
 local levels = {}
 local retry = 0
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
+  local limit = a[2 * i]
+  local window = a[2 * i + 1]
   local full = limit * window
   local level = full
   local v = redis.call('HMGET', KEYS[i], 's', 't')
@@ -34,10 +38,10 @@ for i = 1, #KEYS do
   end
   levels[i] = level
 end
-local out = {retry == 0 and 1 or 0, retry}
+local out = {retry == 0 and '1' or '0', string.format('%d', retry)}
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
+  local limit = a[2 * i]
+  local window = a[2 * i + 1]
   local level = levels[i]
   if retry == 0 then
     level = level - cost * window
@@ -47,22 +51,24 @@ for i = 1, #KEYS do
   if retry == 0 then
     redis.call('PEXPIRE', KEYS[i], math.ceil(reset / 1000) + 1)
   end
-  out[2 * i + 1] = math.floor(level / window)
-  out[2 * i + 2] = reset
+  out[2 * i + 1] = string.format('%d', math.floor(level / window))
+  out[2 * i + 2] = string.format('%d', reset)
 end
-return out
+return table.concat(out, ' ')
 """
 
-# KEYS: the buckets to refund.  ARGV: cost, then (limit, window_us) per key.
+# KEYS: the buckets to refund.  ARGV[1]: as for CHARGE.
 REFUND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
+local a = {}
+for n in string.gmatch(ARGV[1], '%d+') do a[#a + 1] = tonumber(n) end
+local cost = a[1]
 for i = 1, #KEYS do
   local v = redis.call('HMGET', KEYS[i], 's', 't')
   if v[1] then
-    local limit = tonumber(ARGV[2 * i])
-    local window = tonumber(ARGV[2 * i + 1])
+    local limit = a[2 * i]
+    local window = a[2 * i + 1]
     local full = limit * window
     local elapsed = now - tonumber(v[2])
     if elapsed < 0 then elapsed = 0 end

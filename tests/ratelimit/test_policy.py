@@ -69,6 +69,7 @@ routes = ["generate", "edit", "heatmap", "video-analysis"]
         ("[routes.edit]\nconcurrency = -1", "edit", "concurrency", "at least 1"),
         ("[routes.edit]\nburst = 3", "edit", "burst", "unknown field"),
         ("[routes.heatmap]\ncost = 11", "heatmap", "cost", "more than the limit"),
+        ("[routes.heatmap]\nlimit = 1_000_000_000", "heatmap", "limit", "at most"),
         ("[routes.new-route]\nlimit = 3", "new-route", "window_s", "required"),
         ("[budgets.ai]\nlimit = 3\nwindow_s = 60", "ai", "routes", "required"),
         ('[budgets.ai]\nlimit = 3\nwindow_s = 60\nroutes = ["nope"]', "ai", "routes", "'nope'"),

@@ -1,0 +1,168 @@
+"""Benchmark: `enforce_rate_limit` (decision + headers) against the floor of one Redis round
+trip and against the `limits` library, all on one Redis in one run.
+
+    python bench/ratelimit.py [--redis-url redis://…] [--seconds 2] [--rounds 2]
+
+Without --redis-url a throwaway redis-server is started (tests.servers.RedisServer).
+For each concurrency (1 and 50 callers) it measures decisions per second and p50/p99
+latency of:
+  enforce     `await enforce_rate_limit(route, request, user_id)`, headers included
+  evalsha     a raw EVALSHA of `return 1` (one key) on the limiter's own client
+  moving      limits' async Redis moving window: hit + get_window_stats
+  sliding     limits' async Redis sliding-window counter: hit + get_window_stats
+and prints the ratios. Each measurement is repeated `--rounds` times, interleaved, and the
+best round kept (the machine's noise only ever slows a round down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+# This file is bench/ratelimit.py: drop its directory from the path so that `ratelimit`
+# is the package, not this script, and let the repository root be importable.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from limits import RateLimitItemPerMinute  # noqa: E402
+from limits.aio.storage import RedisStorage  # noqa: E402
+from limits.aio.strategies import (  # noqa: E402
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+
+from ratelimit import (  # noqa: E402
+    Policies,
+    RateLimiter,
+    RedisBackend,
+    RoutePolicy,
+    enforce_rate_limit,
+    install_rate_limiter,
+)
+
+Op = Callable[[int], Awaitable[object]]
+USERS = 1000
+# Large enough that no caller is ever refused: every decision is a full admit + headers.
+LIMIT = 1_000_000
+
+
+async def measure(op: Op, concurrency: int, seconds: float) -> tuple[float, float, float]:
+    """(operations per second, p50 ms, p99 ms) of `op` run by `concurrency` callers."""
+    latencies: list[int] = []
+    deadline = 0.0
+
+    async def caller(index: int) -> None:
+        n = index
+        clock = time.perf_counter_ns
+        while time.perf_counter() < deadline:
+            started = clock()
+            await op(n % USERS)
+            latencies.append(clock() - started)
+            n += concurrency
+
+    deadline = time.perf_counter() + min(0.3, seconds / 4)  # warm up
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    latencies.clear()
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    p50 = statistics.median(latencies) / 1e6
+    p99 = latencies[int(len(latencies) * 0.99)] / 1e6
+    return len(latencies) / elapsed, p50, p99
+
+
+async def run(url: str, seconds: float, rounds: int) -> None:
+    policies = Policies({"bench": RoutePolicy("bench", LIMIT, 60)})
+    limiter = RateLimiter.from_url(url, policies)
+    assert isinstance(limiter.backend, RedisBackend)
+    client = limiter.backend.client
+    app = Starlette()
+    install_rate_limiter(app, limiter)
+    requests = [
+        Request({"type": "http", "app": app, "headers": [], "client": ("127.0.0.1", 40000)})
+        for _ in range(USERS)
+    ]
+    user_ids = [f"user-{i}" for i in range(USERS)]
+
+    async def enforce(i: int) -> object:
+        decision = await enforce_rate_limit("bench", requests[i], user_ids[i])
+        return decision.headers
+
+    sha = await client.script_load("return 1")
+    raw_keys = [f"rl:{{user:{u}}}:raw" for u in user_ids]
+
+    async def evalsha(i: int) -> object:
+        return await client.evalsha(sha, 1, raw_keys[i])  # type: ignore[misc]
+
+    storage = RedisStorage(url.replace("redis://", "async+redis://", 1), implementation="redispy")
+    item = RateLimitItemPerMinute(LIMIT)
+    moving_window = MovingWindowRateLimiter(storage)
+    sliding_window = SlidingWindowCounterRateLimiter(storage)
+
+    async def moving(i: int) -> object:
+        await moving_window.hit(item, "moving", user_ids[i])
+        return await moving_window.get_window_stats(item, "moving", user_ids[i])
+
+    async def sliding(i: int) -> object:
+        await sliding_window.hit(item, "sliding", user_ids[i])
+        return await sliding_window.get_window_stats(item, "sliding", user_ids[i])
+
+    ops: dict[str, Op] = {
+        "evalsha": evalsha, "enforce": enforce, "moving": moving, "sliding": sliding,
+    }
+    print(f"redis {url}; {seconds:g} s per measurement, best of {rounds} rounds")
+    try:
+        for concurrency in (1, 50):
+            best: dict[str, tuple[float, float, float]] = {}
+            for _ in range(rounds):
+                for name, op in ops.items():
+                    result = await measure(op, concurrency, seconds)
+                    if name not in best or result[0] > best[name][0]:
+                        best[name] = result
+            print(f"\n{concurrency} concurrent caller{'s' if concurrency > 1 else ''}")
+            print(f"  {'':10} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
+            for name, (rate, p50, p99) in best.items():
+                print(f"  {name:10} {rate:12,.0f} {p50:8.3f} {p99:8.3f}")
+            e = best["enforce"][0]
+            print(
+                f"  enforce / evalsha = {e / best['evalsha'][0]:.2f}x   "
+                f"enforce / moving = {e / best['moving'][0]:.2f}x   "
+                f"enforce / sliding = {e / best['sliding'][0]:.2f}x   "
+                f"(moving / evalsha = {best['moving'][0] / best['evalsha'][0]:.2f}x, "
+                f"sliding / evalsha = {best['sliding'][0] / best['evalsha'][0]:.2f}x)"
+            )
+    finally:
+        await limiter.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis-url", help="a Redis to use (default: start a throwaway one)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
+    args = parser.parse_args()
+    if args.redis_url:
+        asyncio.run(run(args.redis_url, args.seconds, args.rounds))
+        return
+    from tests.servers import RedisServer
+
+    server = RedisServer()
+    server.start()
+    try:
+        asyncio.run(run(server.url, args.seconds, args.rounds))
+    finally:
+        server.destroy()
+
+
+if __name__ == "__main__":
+    main()
