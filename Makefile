@@ -31,6 +31,7 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/checkpoints.py
+	$(BIN)/python bench/ratelimit.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -74,6 +74,10 @@ class Backend(Protocol):
         """Free slot `token` (no error when it has already expired)."""
         ...
 
+    async def ping(self) -> bool:
+        """Whether the store answers (readiness checks); never raises."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections the backend owns."""
         ...

@@ -169,6 +169,15 @@ class RateLimiter:
     def registry(self) -> CollectorRegistry:
         return self.metrics.registry
 
+    async def ping(self) -> bool:
+        """Whether the backend answers now (for readiness checks); never raises."""
+        return await self.backend.ping()
+
+    def policy_headers(self, route_id: str) -> dict[str, str]:
+        """`RateLimit-Policy` of a route, for answers that charged nothing (e.g. a replay
+        of an idempotent request, or a request refused before the limiter)."""
+        return {"RateLimit-Policy": self._route(route_id).policy_header}
+
     def identify(self, request: Request, user_id: str | None) -> str:
         """`user:<id>`, or `ip:<client address>` (see `ClientIdentifier`)."""
         return self.identifier.identify(request, user_id)

@@ -114,5 +114,8 @@ class MemoryBackend:
                 if not held:
                     del self._slots[key]
 
+    async def ping(self) -> bool:
+        return True
+
     async def aclose(self) -> None:
         return None

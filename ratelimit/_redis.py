@@ -163,6 +163,14 @@ class RedisBackend:
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: {exc}") from exc
 
+    async def ping(self) -> bool:
+        try:
+            if self._needs_initialize:
+                await self._initialize()
+            return bool(await self.client.ping())
+        except (*_FAILURES, BackendUnavailable):
+            return False
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()

@@ -1,36 +1,104 @@
-"""`python -m service serve | migrate`."""
+"""`python -m service serve | migrate | accounts set | token | prune`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from datetime import timedelta
 
-from ._app import create_app
-from ._migrate import migrate
 from ._settings import Settings, SettingsError
 
+TIERS = ("free", "starter", "advanced", "pro")
 
-def main(argv: list[str] | None = None) -> int:
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     commands.add_parser("migrate", help="apply the database migrations")
-    args = parser.parse_args(argv)
+    accounts = commands.add_parser("accounts", help="manage accounts")
+    account_commands = accounts.add_subparsers(dest="accounts_command", required=True)
+    set_ = account_commands.add_parser("set", help="set an account's tier and/or credits")
+    set_.add_argument("user_id")
+    set_.add_argument("--tier", choices=TIERS)
+    set_.add_argument("--credits", type=int)
+    token = commands.add_parser("token", help="print a JWT for a user")
+    token.add_argument("user_id")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    prune = commands.add_parser("prune", help="delete finished operations older than an age")
+    prune.add_argument("--older-than-days", type=float, default=30.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "migrate":
-        asyncio.run(migrate(settings.database_url))
-        return 0
+    try:
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port)
+        return asyncio.run(_command(settings, args))
+    except (SettingsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    from ._app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        # Streams end at once on shutdown (clients reconnect elsewhere); runs get
+        # SHUTDOWN_GRACE_S in the lifespan to checkpoint their current step.
+        timeout_graceful_shutdown=5,
+        log_level="warning",
+        proxy_headers=False,
+    )
     return 0
+
+
+async def _command(settings: Settings, args: argparse.Namespace) -> int:
+    from checkpoints import CheckpointStore, create_engine
+
+    from ._accounts import Accounts
+    from ._auth import Authenticator, load_secret
+    from ._migrate import migrate
+
+    if args.command == "migrate":
+        await migrate(settings.database_url)
+        return 0
+    if args.command == "token":
+        if args.ttl < 1:
+            raise ValueError("--ttl must be at least 1 second")
+        secret = load_secret(settings.auth_jwt_secret, settings.data_dir)
+        print(Authenticator(secret).issue_user_token(args.user_id, ttl_s=args.ttl))
+        return 0
+    engine = create_engine(settings.database_url)
+    try:
+        if args.command == "accounts":
+            account = await Accounts(engine).set(
+                args.user_id, tier=args.tier, credits=args.credits
+            )
+            print(f"{account.user_id}: tier {account.tier.name}, "
+                  f"{account.credits_remaining} credits")
+            return 0
+        deleted = await CheckpointStore(engine, listen=False).prune(
+            timedelta(days=args.older_than_days)
+        )
+        print(f"deleted {deleted} finished operations")
+        return 0
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -1,23 +1,109 @@
-"""Settings, read once from the environment (and `.env`) into a frozen value."""
+"""Settings, read once from the environment (and `.env`) into a frozen value.
+
+Every name is the contract's (DESIGN.md, "Settings"); a wrong value fails at start-up with
+a `SettingsError` naming the variable.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+
+PROVIDERS = ("local", "gemini", "openai")
 
 
 class SettingsError(ValueError):
     """A setting has a wrong value; the message names the variable."""
 
 
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    data_dir: Path
-    database_url: str
+    data_dir: Path = Path("./.viewbait")
+    database_url: str = "sqlite+aiosqlite:///.viewbait/viewbait.db"
+    redis_url: str | None = None
+    auth_jwt_secret: str | None = None
+    image_providers: tuple[str, ...] = ("local",)
+    gemini_api_key: str | None = None
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com"
+    youtube_api_key: str | None = None
+    youtube_base_url: str = "https://www.googleapis.com/youtube/v3"
+    local_provider_delay_ms: int = 0
+    rate_limits_file: Path | None = None
+    storage_backend: str = "local"
+    supabase_url: str | None = None
+    supabase_service_role_key: str | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    public_base_url: str | None = None
+    #: Let image URLs point at private/loopback addresses (development only).
+    allow_private_urls: bool = False
+    log_format: str = "text"
+    #: How long a run's lease lives without renewal: a crashed owner's runs (and their
+    #: concurrency slots) are taken over after at most this long.
+    lease_ttl_s: float = 15.0
+    #: How long a plain JSON creation request waits for the result before answering 202.
+    sync_wait_s: float = 120.0
+    #: On SIGTERM, how long runs may take to checkpoint their current step.
+    shutdown_grace_s: float = 20.0
+    #: Requests with a larger body are refused with 413.
+    max_body_bytes: int = 12 * 1024 * 1024
+    #: Instance name in leases and logs (default: host name and process id).
+    instance_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+    @property
+    def is_dev_auth(self) -> bool:
+        """No real secret: a dev secret in DATA_DIR, and POST /v1/dev/token exists."""
+        return self.auth_jwt_secret is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -34,7 +120,71 @@ class Settings:
             raise SettingsError(
                 "DATABASE_URL must be postgresql+asyncpg://… or sqlite+aiosqlite:///…"
             )
-        return cls(data_dir=data_dir, database_url=database_url)
+        redis_url = (env.get("REDIS_URL") or "").strip() or None
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
+            raise SettingsError(f"REDIS_URL must be redis://… or rediss://…, got {redis_url!r}")
+
+        providers = tuple(
+            p.strip() for p in (env.get("IMAGE_PROVIDERS") or "local").split(",") if p.strip()
+        )
+        unknown = [p for p in providers if p not in PROVIDERS]
+        if not providers or unknown:
+            raise SettingsError(
+                f"IMAGE_PROVIDERS must list some of {', '.join(PROVIDERS)}; got {unknown or '[]'}"
+            )
+        storage = (env.get("STORAGE_BACKEND") or "local").strip()
+        if storage not in ("local", "supabase"):
+            raise SettingsError(f"STORAGE_BACKEND must be local or supabase, got {storage!r}")
+        supabase_url = _url(env, "SUPABASE_URL")
+        supabase_key = env.get("SUPABASE_SERVICE_ROLE_KEY") or None
+        if storage == "supabase" and not (supabase_url and supabase_key):
+            raise SettingsError(
+                "STORAGE_BACKEND=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
+            )
+        proxies = []
+        for cidr in (env.get("TRUSTED_PROXIES") or "").replace(" ", ",").split(","):
+            if cidr:
+                try:
+                    proxies.append(ipaddress.ip_network(cidr, strict=False))
+                except ValueError:
+                    raise SettingsError(f"TRUSTED_PROXIES: {cidr!r} is not a CIDR") from None
+        rate_limits = env.get("RATE_LIMITS") or None
+        if rate_limits is not None and not Path(rate_limits).is_file():
+            raise SettingsError(f"RATE_LIMITS: no such file {rate_limits!r}")
+        log_format = (env.get("LOG_FORMAT") or "text").strip()
+        if log_format not in ("text", "json"):
+            raise SettingsError(f"LOG_FORMAT must be text or json, got {log_format!r}")
+        secret = env.get("AUTH_JWT_SECRET") or None
+        if secret is not None and len(secret.encode()) < 32:
+            raise SettingsError("AUTH_JWT_SECRET must be at least 32 bytes (HS256)")
+        defaults = cls()
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            auth_jwt_secret=secret,
+            image_providers=providers,
+            gemini_api_key=env.get("GEMINI_API_KEY") or None,
+            gemini_base_url=_url(env, "GEMINI_BASE_URL") or defaults.gemini_base_url,
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=_url(env, "OPENAI_BASE_URL") or defaults.openai_base_url,
+            youtube_api_key=env.get("YOUTUBE_API_KEY") or None,
+            youtube_base_url=_url(env, "YOUTUBE_BASE_URL") or defaults.youtube_base_url,
+            local_provider_delay_ms=_int(env, "LOCAL_PROVIDER_DELAY_MS", 0),
+            rate_limits_file=None if rate_limits is None else Path(rate_limits),
+            storage_backend=storage,
+            supabase_url=supabase_url,
+            supabase_service_role_key=supabase_key,
+            trusted_proxies=tuple(proxies),
+            public_base_url=_url(env, "PUBLIC_BASE_URL"),
+            allow_private_urls=_bool(env, "ALLOW_PRIVATE_URLS"),
+            log_format=log_format,
+            lease_ttl_s=_float(env, "LEASE_TTL_S", defaults.lease_ttl_s, minimum=1.0),
+            sync_wait_s=_float(env, "SYNC_WAIT_S", defaults.sync_wait_s),
+            shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", defaults.shutdown_grace_s),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
+            instance_id=env.get("INSTANCE_ID") or defaults.instance_id,
+        )
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

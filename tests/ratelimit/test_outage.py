@@ -216,3 +216,28 @@ def test_denial_cache_is_bounded_and_cleared_by_refund() -> None:
     disabled = DenialCache(0)
     disabled.remember("user:a", "generate", 1, 0.0, DENIED)
     assert disabled.lookup("user:a", "generate", 1, 1.0) is None
+
+
+async def test_ping_tells_whether_the_store_answers(killable_redis: RedisServer) -> None:
+    """ping() is True while Redis runs, False (without raising) while it is down, and
+    the in-process backend always answers."""
+    limiter = RateLimiter.from_url(killable_redis.url, policies(GEN, OPS))
+    memory = RateLimiter.from_url(None, policies(GEN, OPS))
+    try:
+        assert await limiter.ping()
+        killable_redis.kill()
+        try:
+            assert not await limiter.ping()
+        finally:
+            killable_redis.start()
+        assert await limiter.ping()
+        assert await memory.ping()
+    finally:
+        await limiter.aclose()
+        await memory.aclose()
+
+
+def test_policy_headers_name_the_route_policy() -> None:
+    """policy_headers() gives the RateLimit-Policy of a route without charging anything."""
+    limiter = RateLimiter.from_url(None, policies(GEN, OPS))
+    assert limiter.policy_headers("generate") == {"RateLimit-Policy": '"generate";q=20;w=60'}

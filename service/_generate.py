@@ -1,0 +1,199 @@
+"""`thumbnail.generate`: reserve credits; per variation render, variants, record; settle.
+
+Side effects have deterministic identities, so a step cut off between "the provider
+answered" and "the checkpoint committed" doubles nothing when it runs again: thumbnail id
+= uuid5(operation id, variation), object keys derived from it (writes overwrite), the
+thumbnail row inserted once, credits set to a target rather than added to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
+
+from ._accounts import RESOLUTION_CREDITS, Accounts
+from ._kinds import CANCELLED_ERROR, Conclusion, first_error
+from ._providers import ImageRequest, ProviderChain
+from ._render import ThumbnailSpec, make_variants
+from ._storage import Storage, thumbnail_keys
+from ._tables import thumbnails
+
+THUMBNAIL_NAMESPACE = uuid.UUID("6f1c3d5e-2a7b-4c1e-9e8f-5b0a7d3c2e19")
+
+
+def thumbnail_id(operation_id: str, variation: int) -> str:
+    return str(uuid.uuid5(THUMBNAIL_NAMESPACE, f"{operation_id}/v{variation}"))
+
+
+def spec_of(body: Mapping[str, Any], variation: int) -> ThumbnailSpec:
+    return ThumbnailSpec(
+        title=body["title"],
+        thumbnail_text=body.get("thumbnail_text"),
+        emotion=body.get("emotion"),
+        pose=body.get("pose"),
+        style=body.get("style"),
+        palette=body.get("palette"),
+        custom_style=body.get("custom_style"),
+        resolution=body.get("resolution", "1K"),
+        aspect_ratio=body.get("aspect_ratio", "16:9"),
+        variation=variation,
+    )
+
+
+def generation_cost(body: Mapping[str, Any]) -> int:
+    return RESOLUTION_CREDITS[body.get("resolution", "1K")] * int(body.get("variations", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateKind:
+    accounts: Accounts
+    storage: Storage
+    providers: ProviderChain
+    engine: AsyncEngine
+
+    name: ClassVar[str] = "thumbnail.generate"
+    rerun_on_resume: ClassVar[tuple[str, ...]] = ("reserve", "settle")
+
+    def plan(self, operation: Operation) -> list[Step]:
+        body = operation.input
+        variations = int(body.get("variations", 1))
+        steps = [Step("reserve", self._reserve)]
+        for i in range(1, variations + 1):
+            group = f"v{i}"
+            steps += [
+                Step(f"{group}/render", self._render, group=group),
+                Step(f"{group}/variants", self._variants, group=group),
+                Step(f"{group}/record", self._record, group=group),
+            ]
+        steps.append(Step("settle", self._settle, runs_when_cancelled=True))
+        return steps
+
+    @staticmethod
+    def _variation(ctx: StepContext) -> int:
+        return int(ctx.step.key.split("/")[0].removeprefix("v"))
+
+    async def _reserve(self, ctx: StepContext) -> JSON:
+        op = ctx.operation
+        per = RESOLUTION_CREDITS[op.input.get("resolution", "1K")]
+        variations = int(op.input.get("variations", 1))
+        # Variations delivered or failed for good in an earlier round cost nothing new.
+        open_ = [
+            i for i in range(1, variations + 1)
+            if ctx.run.records[f"v{i}/render"].status in ("pending", "running", "failed")
+            and not _failed_for_good(ctx.run.records[f"v{i}/render"])
+        ]
+        delivered = sum(
+            1 for i in range(1, variations + 1)
+            if ctx.run.records[f"v{i}/record"].status == "completed"
+        )
+        target = per * (len(open_) + delivered)
+        balance = await self.accounts.set_charge(op.user_id, op.id, target)
+        return {"charged": target, "credits_remaining": balance}
+
+    async def _render(self, ctx: StepContext) -> JSON:
+        op = ctx.operation
+        i = self._variation(ctx)
+        image = await self.providers.generate(
+            ImageRequest(
+                spec=spec_of(op.input, i),
+                reference_images=tuple(op.input.get("reference_images") or ()),
+                model=op.input.get("model"),
+                context=f"{op.id} {ctx.step.key}",
+            )
+        )
+        keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, i))
+        await self.storage.put(keys["image"], image.data, image.mime_type)
+        return {
+            "image_key": keys["image"], "width": image.width, "height": image.height,
+            "provider": image.provider, "mime_type": image.mime_type,
+        }
+
+    async def _variants(self, ctx: StepContext) -> JSON:
+        op = ctx.operation
+        i = self._variation(ctx)
+        keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, i))
+        rendered = ctx.outputs[f"v{i}/render"]
+        original, _ = await self.storage.get(rendered["image_key"])
+        variants = await asyncio.to_thread(make_variants, original, (400, 800))
+        await self.storage.put(keys["image_400w"], variants[400], "image/jpeg")
+        await self.storage.put(keys["image_800w"], variants[800], "image/jpeg")
+        return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"]}
+
+    async def _record(self, ctx: StepContext) -> JSON:
+        op = ctx.operation
+        i = self._variation(ctx)
+        rendered = ctx.outputs[f"v{i}/render"]
+        variants = ctx.outputs[f"v{i}/variants"]
+        thumb = thumbnail_id(op.id, i)
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(thumbnails)
+                .values(
+                    id=thumb, user_id=op.user_id, operation_id=op.id,
+                    title=op.input["title"], image_key=rendered["image_key"],
+                    image_400w_key=variants["image_400w_key"],
+                    image_800w_key=variants["image_800w_key"],
+                    width=rendered["width"], height=rendered["height"],
+                    resolution=op.input.get("resolution", "1K"),
+                    aspect_ratio=op.input.get("aspect_ratio", "16:9"),
+                    provider=rendered["provider"], created_at=datetime.now(UTC),
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+        return {"thumbnail_id": thumb}
+
+    async def _settle(self, ctx: StepContext) -> JSON:
+        op = ctx.operation
+        per = RESOLUTION_CREDITS[op.input.get("resolution", "1K")]
+        delivered = [
+            i for i in range(1, int(op.input.get("variations", 1)) + 1)
+            if f"v{i}/record" in ctx.outputs
+        ]
+        balance = await self.accounts.set_charge(op.user_id, op.id, per * len(delivered))
+        return {"credits_used": per * len(delivered), "credits_remaining": balance}
+
+    def conclude(
+        self, operation: Operation, outcome: Outcome, steps: Mapping[str, StepRecord]
+    ) -> Conclusion:
+        variations = int(operation.input.get("variations", 1))
+        delivered = []
+        for i in range(1, variations + 1):
+            if f"v{i}/record" not in outcome.outputs:
+                continue
+            rendered = outcome.outputs[f"v{i}/render"]
+            variants = outcome.outputs[f"v{i}/variants"]
+            delivered.append({
+                "id": outcome.outputs[f"v{i}/record"]["thumbnail_id"],
+                "image_key": rendered["image_key"],
+                "image_400w_key": variants["image_400w_key"],
+                "image_800w_key": variants["image_800w_key"],
+                "width": rendered["width"],
+                "height": rendered["height"],
+            })
+        settled = outcome.outputs.get("settle")
+        result = None
+        if settled is not None:
+            result = {
+                "thumbnails": delivered,
+                "credits_used": settled["credits_used"],
+                "credits_remaining": settled["credits_remaining"],
+            }
+        if outcome.cancelled:
+            return Conclusion("cancelled", result, CANCELLED_ERROR)
+        if settled is None or not delivered:
+            return Conclusion("failed", result if delivered else None, first_error(outcome))
+        return Conclusion("succeeded" if len(delivered) == variations else "partial", result)
+
+
+def _failed_for_good(record: StepRecord) -> bool:
+    return record.status == "failed" and not (record.error or {}).get("retryable")

@@ -1,0 +1,184 @@
+"""HTTP plumbing: the one exception-handler table, the body size limit, negotiation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import checkpoints
+import ratelimit
+
+from ._errors import (
+    DatabaseUnavailable,
+    IdempotencyConflict,
+    NotFound,
+    PayloadTooLarge,
+    RunError,
+    ServiceError,
+    ValidationFailed,
+)
+
+log = logging.getLogger("service.http")
+
+
+def error_response(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(dict(body), status_code=status, headers=dict(headers or {}))
+
+
+async def _service_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    status = exc.status_code if isinstance(exc, RunError) else exc.status
+    headers = dict(exc.headers)
+    if exc.retry_after is not None:
+        headers.setdefault("Retry-After", str(exc.retry_after))
+    return error_response(status, exc.body(), headers)
+
+
+async def _rate_limited(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ratelimit.RateLimitExceeded | ratelimit.RateLimitUnavailable)
+    if isinstance(exc, ratelimit.RateLimitExceeded):
+        message = f"too many requests; retry in {exc.retry_after} s"
+    else:
+        message = "the rate limiter is unreachable; this route is closed until it is back"
+    body = {"error": message, "code": exc.code, "retryable": True,
+            "retry_after": exc.retry_after}
+    return error_response(exc.status, body, exc.headers)
+
+
+async def _checkpoint_error(_request: Request, exc: Exception) -> Response:
+    if isinstance(exc, checkpoints.IdempotencyKeyReused):
+        error: ServiceError = IdempotencyConflict(
+            "this Idempotency-Key was used for a request with a different body"
+        )
+    elif isinstance(exc, checkpoints.OperationNotFound):
+        error = NotFound("no such operation")
+    else:
+        log.exception("checkpoint store error", exc_info=exc)
+        error = DatabaseUnavailable("the operation store is unavailable")
+    return await _service_error(_request, error)
+
+
+async def _database_error(_request: Request, exc: Exception) -> Response:
+    log.error("database unavailable: %s", exc)
+    return await _service_error(
+        _request, DatabaseUnavailable("the database is unavailable; retry shortly",
+                                      retry_after=2)
+    )
+
+
+async def _http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(404, NotFound("no such endpoint").body())
+    if exc.status_code == 405:
+        return error_response(
+            405, {"error": "method not allowed", "code": "METHOD_NOT_ALLOWED",
+                  "retryable": False}, exc.headers,
+        )
+    return error_response(
+        exc.status_code,
+        {"error": str(exc.detail), "code": "HTTP_ERROR", "retryable": False},
+        exc.headers,
+    )
+
+
+async def _internal_error(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(
+        500, {"error": "internal error", "code": "INTERNAL_ERROR", "retryable": True}
+    )
+
+
+EXCEPTION_HANDLERS: Mapping[Any, Any] = {
+    ServiceError: _service_error,
+    ratelimit.RateLimitExceeded: _rate_limited,
+    ratelimit.RateLimitUnavailable: _rate_limited,
+    checkpoints.CheckpointError: _checkpoint_error,
+    sa.exc.OperationalError: _database_error,
+    sa.exc.InterfaceError: _database_error,
+    sa.exc.DBAPIError: _database_error,
+    OSError: _database_error,
+    HTTPException: _http_exception,
+    Exception: _internal_error,
+}
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with 413 before the handler reads them
+    all (by Content-Length, or while streaming a chunked body)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._refuse(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes // (1024 * 1024)} MB"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, PayloadTooLarge(self._message()).body(),
+                                  {"Connection": "close"})
+        await response(scope, receive, send)
+
+
+def wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def wants_async(request: Request) -> bool:
+    prefer = request.headers.get("prefer", "")
+    return any(p.strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise ValidationFailed("Idempotency-Key must be 1 to 255 characters")
+    return key
+
+
+def event_cursor(request: Request) -> int | None:
+    """`Last-Event-ID` (EventSource reconnects) or `?last_event_id=` (a new page)."""
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        raise ValidationFailed("Last-Event-ID must be a non-negative integer")
+    return int(raw)

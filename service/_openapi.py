@@ -1,0 +1,226 @@
+"""The OpenAPI 3.1 description of every endpoint, body and error (/openapi.json)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ._schemas import EditBody, GenerateBody, HeatmapBody, VideoAnalysisBody
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "code", "retryable"],
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string"},
+        "retryable": {"type": "boolean"},
+        "retry_after": {"type": "integer", "minimum": 1},
+    },
+}
+STEP = {
+    "type": "object",
+    "required": ["key", "status", "attempts"],
+    "properties": {
+        "key": {"type": "string"},
+        "status": {"enum": ["pending", "running", "completed", "failed", "skipped"]},
+        "attempts": {"type": "integer", "minimum": 0},
+    },
+}
+OPERATION = {
+    "type": "object",
+    "required": ["id", "kind", "status", "steps", "result", "error", "created_at",
+                 "updated_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "kind": {"type": "string"},
+        "status": {"enum": ["pending", "running", "succeeded", "partial", "failed",
+                            "cancelled"]},
+        "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+        "result": {"type": ["object", "null"]},
+        "error": {"type": ["object", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+ACCEPTED = {
+    "type": "object",
+    "required": ["operation_id", "status", "links"],
+    "properties": {
+        "operation_id": {"type": "string"},
+        "status": {"type": "string"},
+        "links": {
+            "type": "object",
+            "required": ["self", "events"],
+            "properties": {"self": {"type": "string"}, "events": {"type": "string"}},
+        },
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {"schema": {"type": "string"}},
+    "RateLimit": {"schema": {"type": "string"}},
+}
+COMMON_ERRORS = {
+    "401": _error("UNAUTHORIZED: missing, bad or expired token"),
+    "404": _error("NOT_FOUND"),
+    "413": _error("PAYLOAD_TOO_LARGE"),
+    "429": _error("RATE_LIMIT_EXCEEDED (with Retry-After)"),
+    "503": _error("RATE_LIMIT_UNAVAILABLE, PROVIDER_NOT_CONFIGURED or DATABASE_UNAVAILABLE"),
+}
+RUN_ERRORS = {
+    "402": _error("INSUFFICIENT_CREDITS"),
+    "403": _error("TIER_LIMIT"),
+    "409": _error("OPERATION_CANCELLED"),
+    "422": _error("IDEMPOTENCY_KEY_REUSED or CONTENT_BLOCKED"),
+    "400": _error("VALIDATION_ERROR"),
+    "502": _error("PROVIDER_BAD_OUTPUT or PROVIDER_ERROR"),
+    "504": _error("PROVIDER_TIMEOUT"),
+}
+NEGOTIATED = {
+    "200": {
+        "description": "JSON `{operation}` when the run ended, or the SSE stream of the run "
+        "(Accept: text/event-stream)",
+        "headers": RATE_LIMIT_HEADERS,
+        "content": {
+            "application/json": {"schema": {
+                "type": "object", "required": ["operation"],
+                "properties": {"operation": {"$ref": "#/components/schemas/Operation"}},
+            }},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    },
+    "202": _json("Accepted", "the run goes on (Prefer: respond-async, or the sync wait ran out)"),
+}
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+OPERATION_ID = {"name": "operation_id", "in": "path", "required": True,
+                "schema": {"type": "string", "maxLength": 36}}
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "schema": {"type": "string", "maxLength": 255}}
+EVENTS_TOKEN = {"name": "token", "in": "query", "required": False,
+                "schema": {"type": "string"},
+                "description": "short-lived token of `links.events` (for EventSource)"}
+CURSOR = [
+    {"name": "Last-Event-ID", "in": "header", "required": False,
+     "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
+    {"name": "last_event_id", "in": "query", "required": False,
+     "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
+]
+
+
+def _creation(body: type[Any], summary: str, extra: list[Any] | None = None) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary,
+        "security": SECURITY,
+        "parameters": [IDEMPOTENCY, *(extra or [])],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}},
+        "responses": {**NEGOTIATED, **COMMON_ERRORS, **RUN_ERRORS},
+    }}
+
+
+@cache
+def document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": ERROR, "Step": STEP, "Operation": OPERATION,
+                               "Accepted": ACCEPTED}
+    for model in (GenerateBody, EditBody, HeatmapBody, VideoAnalysisBody):
+        schemas[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    paths: dict[str, Any] = {
+        "/v1/thumbnails": _creation(GenerateBody, "Generate thumbnails"),
+        "/v1/operations/{operation_id}": {"get": {
+            "summary": "The operation snapshot", "security": SECURITY,
+            "parameters": [OPERATION_ID],
+            "responses": {"200": _json("Operation", "the snapshot"), **COMMON_ERRORS},
+        }},
+        "/v1/operations/{operation_id}/events": {"get": {
+            "summary": "Server-Sent Events of the operation: replay, then live",
+            "security": [{"bearer": []}, {}],
+            "parameters": [OPERATION_ID, EVENTS_TOKEN, *CURSOR],
+            "responses": {
+                "200": {"description": "the event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "204": {"description": "finished, nothing left to replay"},
+                "400": _error("VALIDATION_ERROR: bad Last-Event-ID"),
+                **COMMON_ERRORS,
+            },
+        }},
+        "/v1/operations/{operation_id}/resume": {"post": {
+            "summary": "Resume an interrupted or retryably failed operation",
+            "security": [{"bearer": []}, {}],
+            "parameters": [OPERATION_ID, EVENTS_TOKEN, *CURSOR],
+            "responses": {**NEGOTIATED, **COMMON_ERRORS, **RUN_ERRORS,
+                          "409": _error("OPERATION_NOT_RESUMABLE")},
+        }},
+        "/v1/operations/{operation_id}/cancel": {"post": {
+            "summary": "Stop starting paid work; refund what was not delivered",
+            "security": SECURITY, "parameters": [OPERATION_ID],
+            "responses": {"200": _json("Operation", "finished (cancelled or earlier)"),
+                          "202": _json("Operation", "cancelling"), **COMMON_ERRORS},
+        }},
+        "/v1/account": {"get": {
+            "summary": "Tier and credits", "security": SECURITY,
+            "responses": {"200": {"description": "the account", "content": {
+                "application/json": {"schema": {
+                    "type": "object", "required": ["user_id", "tier", "credits_remaining"],
+                    "properties": {"user_id": {"type": "string"},
+                                   "tier": {"enum": ["free", "starter", "advanced", "pro"]},
+                                   "credits_remaining": {"type": "integer", "minimum": 0}},
+                }}}}, **COMMON_ERRORS},
+        }},
+        "/v1/files/{key}": {"get": {
+            "summary": "An image behind a signed URL",
+            "parameters": [
+                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "expires", "in": "query", "required": True,
+                 "schema": {"type": "string"}},
+                {"name": "signature", "in": "query", "required": True,
+                 "schema": {"type": "string"}},
+            ],
+            "responses": {"200": {"description": "the image", "content": {
+                "image/png": {}, "image/jpeg": {}}}, "404": _error("NOT_FOUND")},
+        }},
+        "/healthz": {"get": {"summary": "Liveness",
+                             "responses": {"200": {"description": "alive"}}}},
+        "/readyz": {"get": {"summary": "Readiness (database, Redis)",
+                            "responses": {"200": {"description": "ready"},
+                                          "503": {"description": "a dependency is down"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "text exposition",
+                                                   "content": {"text/plain": {}}}}}},
+        "/v1/dev/token": {"post": {
+            "summary": "A token for the demo user (only without AUTH_JWT_SECRET)",
+            "responses": {"200": {"description": "the token", "content": {
+                "application/json": {"schema": {
+                    "type": "object", "required": ["token"],
+                    "properties": {"token": {"type": "string"}}}}}}},
+        }},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ViewBait AI service", "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "bearerFormat": "JWT"}},
+        },
+    }
+
+
+async def openapi_endpoint(_request: Request) -> Response:
+    return JSONResponse(document())

@@ -1,0 +1,313 @@
+"""The HTTP endpoints of the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import ratelimit
+from checkpoints import Operation
+
+from ._accounts import check_generation_allowed
+from ._auth import Principal
+from ._errors import InsufficientCredits, NotFound, RunError
+from ._generate import generation_cost
+from ._http import event_cursor, idempotency_key, wants_async, wants_stream
+from ._schemas import GenerateBody, parse
+from ._state import Services
+from ._urls import check_public_urls
+
+#: Comment heartbeats on every stream at most this far apart (proxies idle out at ~60 s).
+HEARTBEAT_S = 10.0
+
+
+def services(request: Request) -> Services:
+    state: Services = request.app.state.services
+    return state
+
+
+# -- creation ---------------------------------------------------------------------------
+
+
+async def create_thumbnails(request: Request) -> Response:
+    svc = services(request)
+    user = svc.auth.user(request).user_id
+    body = parse(GenerateBody, await request.body())
+    assert isinstance(body, GenerateBody)
+    key = idempotency_key(request)
+    inputs = body.model_dump(exclude_none=True)
+    if key is not None:
+        existing = await svc.store.find_operation(user, key)
+        if existing is not None:
+            # A replay: no rate-limit units, no new run; the same operation answers.
+            return await _answer_existing(request, svc, existing, "thumbnail.generate", inputs)
+    account = await svc.accounts.get(user)
+    check_generation_allowed(
+        account.tier, resolution=body.resolution, aspect_ratio=body.aspect_ratio,
+        variations=body.variations,
+    )
+    if body.reference_images:
+        await check_public_urls(
+            body.reference_images, allow_private=svc.settings.allow_private_urls
+        )
+    cost = generation_cost(inputs)
+    if account.credits_remaining < cost:
+        raise InsufficientCredits(
+            f"this generation needs {cost} credits; {account.credits_remaining} remain"
+        )
+    decision = await ratelimit.enforce_rate_limit("generate", request, user, cost=cost)
+    return await _create(request, svc, user, "generate", "thumbnail.generate", inputs, key,
+                         decision)
+
+
+async def _create(
+    request: Request,
+    svc: Services,
+    user: str,
+    route_id: str,
+    kind: str,
+    inputs: dict[str, Any],
+    key: str | None,
+    decision: ratelimit.Decision,
+) -> Response:
+    slot = await svc.limiter.acquire_slot(route_id, user, ttl_s=svc.settings.lease_ttl_s)
+    try:
+        op, created = await svc.store.create_operation(
+            user_id=user, kind=kind, input=inputs, idempotency_key=key
+        )
+    except BaseException:
+        await slot.release()
+        raise
+    if created:
+        svc.operations.start(op.id, slot=slot)
+    else:
+        await slot.release()  # a concurrent request with the same key created it
+        await svc.limiter.refund(route_id, user, decision.cost)
+    return await respond(request, svc, op, after=0, headers=decision.headers,
+                         principal=Principal(user))
+
+
+async def _answer_existing(
+    request: Request, svc: Services, op: Operation, kind: str, inputs: dict[str, Any]
+) -> Response:
+    from checkpoints import input_hash
+
+    if op.input_hash != input_hash({"kind": kind, "input": inputs}):
+        from ._errors import IdempotencyConflict
+
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used for a request with a different body"
+        )
+    await svc.operations.take_over_if_orphaned(op)
+    return await respond(request, svc, op, after=0, principal=Principal(op.user_id),
+                         headers=svc.limiter.policy_headers(_route_of(kind)))
+
+
+def _route_of(kind: str) -> str:
+    return {"thumbnail.generate": "generate", "thumbnail.edit": "edit", "heatmap": "heatmap",
+            "video.analyze": "video-analysis"}[kind]
+
+
+async def respond(
+    request: Request,
+    svc: Services,
+    op: Operation,
+    *,
+    after: int,
+    principal: Principal,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The contract's negotiation: SSE, `Prefer: respond-async`, or JSON at the end."""
+    headers = dict(headers or {})
+    if wants_stream(request):
+        return stream_response(svc, op.id, after, headers)
+    if not wants_async(request):
+        finished = await svc.operations.wait_until_finished(op.id, svc.settings.sync_wait_s)
+        if finished is not None:
+            if finished.status in ("succeeded", "partial"):
+                return JSONResponse(
+                    {"operation": await snapshot(svc, finished)}, headers=headers
+                )
+            error = RunError(dict(finished.error or {}))
+            error.headers.update(headers)
+            raise error
+        op = await svc.store.get_operation(op.id)
+    return accepted(request, svc, op, principal, headers)
+
+
+def accepted(
+    request: Request,
+    svc: Services,
+    op: Operation,
+    principal: Principal,
+    headers: Mapping[str, str],
+) -> JSONResponse:
+    base = svc.settings.public_base_url or ""
+    location = f"{base}/v1/operations/{op.id}"
+    token = svc.auth.issue_events_token(principal.user_id, op.id)
+    events = f"{location}/events?token={token}"
+    return JSONResponse(
+        {"operation_id": op.id, "status": op.status,
+         "links": {"self": location, "events": events}},
+        status_code=202,
+        headers={**headers, "Location": location},
+    )
+
+
+async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
+    return svc.presenter(op, await svc.store.get_steps(op.id))
+
+
+def stream_response(
+    svc: Services, operation_id: str, after: int, headers: Mapping[str, str]
+) -> Response:
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        svc.metrics.open_streams.inc()
+        try:
+            async for event in svc.operations.follow(operation_id, after):
+                yield ServerSentEvent(
+                    data=json.dumps(dict(event.data), separators=(",", ":")),
+                    event=event.type,
+                    id=str(event.seq),
+                )
+        finally:
+            svc.metrics.open_streams.dec()
+
+    return EventSourceResponse(
+        events(),
+        ping=HEARTBEAT_S,
+        send_timeout=30,
+        headers={**headers, "Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+# -- operations -------------------------------------------------------------------------
+
+
+async def _owned(request: Request, svc: Services, principal: Principal) -> Operation:
+    operation_id = request.path_params["operation_id"]
+    if len(operation_id) > 36:
+        raise NotFound("no such operation")
+    return await svc.store.get_operation(operation_id, user_id=principal.user_id)
+
+
+async def get_operation(request: Request) -> Response:
+    svc = services(request)
+    principal = svc.auth.user(request)
+    op = await _owned(request, svc, principal)
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    return JSONResponse(await snapshot(svc, op), headers=decision.headers)
+
+
+async def operation_events(request: Request) -> Response:
+    svc = services(request)
+    principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
+    op = await _owned(request, svc, principal)
+    cursor = event_cursor(request) or 0
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    if op.is_finished and op.last_seq <= cursor:
+        return Response(status_code=204, headers=decision.headers)
+    await svc.operations.take_over_if_orphaned(op)
+    return stream_response(svc, op.id, cursor, decision.headers)
+
+
+async def resume_operation(request: Request) -> Response:
+    svc = services(request)
+    principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
+    op = await _owned(request, svc, principal)
+    given = event_cursor(request)
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    cursor = op.last_seq if given is None else given
+    await svc.operations.resume(op)
+    return await respond(request, svc, op, after=cursor, principal=principal,
+                         headers=decision.headers)
+
+
+async def cancel_operation(request: Request) -> Response:
+    svc = services(request)
+    principal = svc.auth.user(request)
+    op = await _owned(request, svc, principal)
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    if not op.is_finished:
+        await svc.operations.cancel(op)
+        finished = await svc.operations.wait_until_finished(op.id, 10)
+        if finished is None:
+            current = await svc.store.get_operation(op.id)
+            return JSONResponse(await snapshot(svc, current), status_code=202,
+                                headers=decision.headers)
+        op = finished
+    return JSONResponse(await snapshot(svc, op), headers=decision.headers)
+
+
+async def get_account(request: Request) -> Response:
+    svc = services(request)
+    user = svc.auth.user(request).user_id
+    decision = await ratelimit.enforce_rate_limit("operations", request, user)
+    account = await svc.accounts.get(user)
+    return JSONResponse(
+        {"user_id": account.user_id, "tier": account.tier.name,
+         "credits_remaining": account.credits_remaining},
+        headers=decision.headers,
+    )
+
+
+async def dev_token(request: Request) -> Response:
+    svc = services(request)
+    return JSONResponse({"token": svc.auth.issue_user_token("demo-user", ttl_s=24 * 3600)})
+
+
+# -- files, health, metrics -------------------------------------------------------------
+
+
+async def get_file(request: Request) -> Response:
+    svc = services(request)
+    key = request.path_params["key"]
+    storage = svc.local_storage
+    if storage is None or not storage.verify(
+        key, request.query_params.get("expires", ""), request.query_params.get("signature", "")
+    ):
+        raise NotFound("no such file, or its link has expired")
+    data, content_type = await storage.get(key)
+    return Response(data, media_type=content_type,
+                    headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            async with svc.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except (OSError, TimeoutError, sa.exc.SQLAlchemyError):
+        checks["database"] = "unreachable"
+    if svc.settings.redis_url is None:
+        checks["redis"] = "not configured"
+    else:
+        checks["redis"] = "ok" if await svc.limiter.ping() else "unreachable"
+    ready = all(v in ("ok", "not configured") for v in checks.values())
+    return JSONResponse({"status": "ok" if ready else "unavailable", **checks},
+                        status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _now() -> float:
+    return time.time()

@@ -1,0 +1,110 @@
+"""Object storage for images: local files under DATA_DIR, served through signed URLs.
+
+Keys follow ViewBait's layout: `thumbnails/{user_id}/{thumbnail_id}/thumbnail.png`,
+`…/thumbnail-400w.jpg`, `…/thumbnail-800w.jpg`. A URL is valid only with its expiry and
+an HMAC of key and expiry under the service's secret, so links can be shared for a while
+and then stop working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Final, Protocol
+from urllib.parse import quote
+
+from ._errors import NotFound
+
+SIGNED_URL_TTL_S: Final = 7 * 24 * 3600
+_KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def thumbnail_keys(user_id: str, thumbnail_id: str) -> dict[str, str]:
+    base = f"thumbnails/{_segment(user_id)}/{thumbnail_id}"
+    return {
+        "image": f"{base}/thumbnail.png",
+        "image_400w": f"{base}/thumbnail-400w.jpg",
+        "image_800w": f"{base}/thumbnail-800w.jpg",
+    }
+
+
+def _segment(value: str) -> str:
+    """A user id as one safe path segment (Supabase ids are UUIDs; others are escaped)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", value):
+        return value
+    return "u-" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    async def get(self, key: str) -> tuple[bytes, str]: ...
+    def url(self, key: str, *, base_url: str | None) -> str: ...
+
+
+class LocalStorage:
+    """Objects as files under `root`; writes are atomic (temp file + rename) and idempotent."""
+
+    def __init__(self, root: Path, secret: str) -> None:
+        self.root = root
+        self._secret = secret.encode()
+
+    def _path(self, key: str) -> Path:
+        if not _KEY.match(key) or ".." in key.split("/"):
+            raise NotFound("no such object")
+        return self.root / key
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._put, self._path(key), data, content_type)
+
+    @staticmethod
+    def _put(path: Path, data: bytes, content_type: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise NotFound("no such object") from None
+        return data, content_type_of(key)
+
+    def sign(self, key: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def url(self, key: str, *, base_url: str | None) -> str:
+        expires = int(time.time()) + SIGNED_URL_TTL_S
+        path = f"/v1/files/{quote(key)}?expires={expires}&signature={self.sign(key, expires)}"
+        return f"{base_url}{path}" if base_url else path
+
+    def verify(self, key: str, expires: str, signature: str) -> bool:
+        try:
+            deadline = int(expires)
+        except ValueError:
+            return False
+        if deadline < time.time():
+            return False
+        return hmac.compare_digest(self.sign(key, deadline), signature)
+
+
+def content_type_of(key: str) -> str:
+    if key.endswith(".png"):
+        return "image/png"
+    if key.endswith((".jpg", ".jpeg")):
+        return "image/jpeg"
+    if key.endswith(".webp"):
+        return "image/webp"
+    return "application/octet-stream"

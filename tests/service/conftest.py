@@ -1,0 +1,108 @@
+"""The service under test: in process (ASGI) for JSON paths, real uvicorn processes for
+streams, restarts and several instances."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from service import Settings, create_app
+from service._auth import Authenticator
+from tests.conftest import ROOT, child_env
+from tests.servers import free_port, wait_for_port
+
+SECRET = "test-secret-for-the-service-0123456789"
+
+
+def token(user_id: str, ttl_s: int = 3600) -> str:
+    return Authenticator(SECRET).issue_user_token(user_id, ttl_s=ttl_s)
+
+
+def auth(user_id: str = "user-1") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user_id)}"}
+
+
+@pytest.fixture
+def service_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Settings of one service deployment (each backend in turn, in-process limiter)."""
+    return {
+        "DATABASE_URL": db_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "AUTH_JWT_SECRET": SECRET,
+        "LEASE_TTL_S": "2",
+        "SYNC_WAIT_S": "30",
+        "SHUTDOWN_GRACE_S": "5",
+    }
+
+
+@pytest.fixture
+async def client(service_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in this process, with its lifespan."""
+    app = create_app(Settings.from_env(service_env))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@dataclass
+class ServiceProcess:
+    """`python -m service serve` in a child process."""
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.log_path is not None
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service", "serve", "--port", str(self.port)],
+                cwd=ROOT, env={**child_env(), **self.env}, stdout=log, stderr=log,
+            )
+        try:
+            wait_for_port(self.port, timeout=30)
+        except TimeoutError:
+            raise AssertionError(self.log_path.read_text()[-3000:]) from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start service processes with given settings; all are killed at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str], name: str = "a") -> ServiceProcess:
+        proc = ServiceProcess(dict(env), log_path=tmp_path / f"service-{name}.log")
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
