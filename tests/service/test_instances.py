@@ -1,0 +1,97 @@
+"""Two service instances on one PostgreSQL and one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service.conftest import SECRET, auth
+from tests.service.sse import collect
+from tests.service.test_streams import check_well_formed, set_account
+
+pytestmark = pytest.mark.anyio
+
+PLAN = ["reserve", "v1/render", "v1/variants", "v1/record", "settle"]
+
+
+@pytest.fixture
+def cluster_env(pg_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """Settings shared by the instances (one database, one Redis, one secret)."""
+    limits = tmp_path / "limits.toml"
+    limits.write_text(
+        '[routes.generate]\nlimit = 5\nwindow_s = 3600\nfail = "closed"\nconcurrency = 8\n'
+    )
+    return {
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(tmp_path / "shared"),  # local storage shared, as a volume would be
+        "AUTH_JWT_SECRET": SECRET,
+        "LEASE_TTL_S": "2",
+        "RATE_LIMITS": str(limits),
+    }
+
+
+async def test_a_run_started_on_one_instance_is_followed_from_another(spawn, cluster_env):
+    """Created on A with Prefer: respond-async, streamed in full from B."""
+    a = spawn({**cluster_env, "LOCAL_PROVIDER_DELAY_MS": "300"}, "a")
+    b = spawn(cluster_env, "b")
+    async with httpx.AsyncClient(timeout=60) as client:
+        created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Across"},
+                                    headers={**auth(), "Prefer": "respond-async"})
+        assert created.status_code == 202
+        events_path = created.json()["links"]["events"]  # relative, carries its own token
+        async with client.stream("GET", f"{b.url}{events_path}") as response:
+            assert response.status_code == 200
+            received = await collect(response)
+    check_well_formed(received, PLAN)
+
+
+async def test_the_rate_limit_holds_across_instances(spawn, cluster_env):
+    """A limit of 5 units shared by A and B: exactly 5 of 8 creations are admitted."""
+    a = spawn(cluster_env, "a")
+    b = spawn(cluster_env, "b")
+    await set_account(cluster_env, "user-1", "free", 100)
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(
+            client.post(f"{(a, b)[i % 2].url}/v1/thumbnails", json={"title": f"n{i}"},
+                        headers={**auth(), "Prefer": "respond-async"})
+            for i in range(8)
+        ))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [202] * 5 + [429] * 3
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.headers["RateLimit-Policy"] == '"generate";q=5;w=3600'
+    admitted = next(r for r in answers if r.status_code == 202)
+    assert admitted.headers["RateLimit"].startswith('"generate";r=')
+
+
+async def test_a_run_orphaned_by_a_killed_instance_is_resumed_through_another(
+    spawn, cluster_env
+):
+    """A dies mid-run; following the operation on B takes the run over once A's lease
+    expires, and it completes."""
+    a = spawn({**cluster_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}, "a")
+    b = spawn(cluster_env, "b")
+    async with httpx.AsyncClient(timeout=60) as client:
+        created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Orphan"},
+                                    headers={**auth(), "Prefer": "respond-async"})
+        op_id = created.json()["operation_id"]
+        for _ in range(100):  # wait until A is inside the slow render
+            snapshot = (await client.get(f"{a.url}/v1/operations/{op_id}",
+                                         headers=auth())).json()
+            if snapshot["steps"][1]["status"] == "running":
+                break
+            await asyncio.sleep(0.05)
+        a.kill()
+        async with client.stream("GET", f"{b.url}/v1/operations/{op_id}/events",
+                                 headers=auth()) as response:
+            received = await collect(response)
+    assert received[-1].event == "result"
+    assert received[-1].data["operation"]["status"] == "succeeded"
+    assert [e.id for e in received] == list(range(1, len(received) + 1))
+    assert "provider call" in b.log()
