@@ -109,7 +109,8 @@ SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 OPERATION_ID = {"name": "operation_id", "in": "path", "required": True,
                 "schema": {"type": "string", "maxLength": 36}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
-               "schema": {"type": "string", "maxLength": 255}}
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                          "pattern": "^[!-~]([ -~]*[!-~])?$"}}
 EVENTS_TOKEN = {"name": "token", "in": "query", "required": False,
                 "schema": {"type": "string"},
                 "description": "short-lived token of `links.events` (for EventSource)"}
@@ -133,7 +134,8 @@ def _creation(body: type[Any], summary: str, extra: list[Any] | None = None) -> 
 
 
 @cache
-def document() -> dict[str, Any]:
+def document(*, dev_token: bool = False) -> dict[str, Any]:
+    """The description; `dev_token`: the dev-mode token endpoint exists (no real secret)."""
     schemas: dict[str, Any] = {"Error": ERROR, "Step": STEP, "Operation": OPERATION,
                                "Accepted": ACCEPTED}
     for model in (GenerateBody, EditBody, HeatmapBody, VideoAnalysisBody):
@@ -202,14 +204,15 @@ def document() -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition",
                                                    "content": {"text/plain": {}}}}}},
-        "/v1/dev/token": {"post": {
+    }
+    if dev_token:
+        paths["/v1/dev/token"] = {"post": {
             "summary": "A token for the demo user (only without AUTH_JWT_SECRET)",
             "responses": {"200": {"description": "the token", "content": {
                 "application/json": {"schema": {
                     "type": "object", "required": ["token"],
                     "properties": {"token": {"type": "string"}}}}}}},
-        }},
-    }
+        }}
     return {
         "openapi": "3.1.0",
         "info": {"title": "ViewBait AI service", "version": "1.0.0"},
@@ -222,5 +225,6 @@ def document() -> dict[str, Any]:
     }
 
 
-async def openapi_endpoint(_request: Request) -> Response:
-    return JSONResponse(document())
+async def openapi_endpoint(request: Request) -> Response:
+    settings = request.app.state.services.settings
+    return JSONResponse(document(dev_token=settings.is_dev_auth))
