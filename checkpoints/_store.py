@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._engine import SQLITE_AUTOCOMMIT, create_engine
 from ._errors import IdempotencyKeyReused, LeaseLost, LeaseUnavailable, OperationNotFound
+from ._event_cache import EventCache
 from ._models import (
     JSON,
     TERMINAL_STATUSES,
@@ -85,6 +86,7 @@ class CheckpointStore:
         else:
             self._single = engine.execution_options(**{SQLITE_AUTOCOMMIT: True})
         self._waiters = Waiters()
+        self._events = EventCache()
         self._listener: PgListener | None = None
         if self._is_pg and listen:
             dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -344,6 +346,13 @@ class CheckpointStore:
     async def read_events(
         self, operation_id: str, after: int = 0, *, limit: int = 1000
     ) -> list[Event]:
+        """Events after `after`, in order; replays come from the in-process cache."""
+        return await self._events.read(
+            operation_id, after, limit,
+            lambda start, count: self._fetch_events(operation_id, start, count),
+        )
+
+    async def _fetch_events(self, operation_id: str, after: int, limit: int) -> list[Event]:
         stmt = (
             sa.select(operation_events)
             .where(operation_events.c.operation_id == operation_id, operation_events.c.seq > after)
@@ -436,6 +445,7 @@ class CheckpointStore:
                     operation_steps.delete().where(operation_steps.c.operation_id.in_(ids))
                 )
                 await conn.execute(operations.delete().where(operations.c.id.in_(ids)))
+            self._events.forget(ids)
             deleted += len(ids)
 
     # -- the one write path -------------------------------------------------------------

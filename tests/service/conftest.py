@@ -3,6 +3,7 @@ streams, restarts and several instances."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -106,3 +107,15 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield start
     for proc in started:
         proc.kill()
+
+
+async def wait_for_step(
+    client: httpx.AsyncClient, base: str, op_id: str, key: str, status: str
+) -> dict:
+    """Poll the snapshot until step `key` has `status`."""
+    for _ in range(100):  # within the `operations` limit of 120 requests a minute
+        snapshot = (await client.get(f"{base}/v1/operations/{op_id}", headers=auth())).json()
+        if any(s["key"] == key and s["status"] == status for s in snapshot["steps"]):
+            return snapshot
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{key} never became {status}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import SECRET, auth
+from tests.service.conftest import SECRET, auth, wait_for_step
 from tests.service.sse import collect
 from tests.service.test_streams import check_well_formed, set_account
 
@@ -81,12 +81,7 @@ async def test_a_run_orphaned_by_a_killed_instance_is_resumed_through_another(
         created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Orphan"},
                                     headers={**auth(), "Prefer": "respond-async"})
         op_id = created.json()["operation_id"]
-        for _ in range(100):  # wait until A is inside the slow render
-            snapshot = (await client.get(f"{a.url}/v1/operations/{op_id}",
-                                         headers=auth())).json()
-            if snapshot["steps"][1]["status"] == "running":
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_step(client, a.url, op_id, "v1/render", "running")
         a.kill()
         async with client.stream("GET", f"{b.url}/v1/operations/{op_id}/events",
                                  headers=auth()) as response:

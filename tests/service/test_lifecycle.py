@@ -9,20 +9,11 @@ import httpx
 import pytest
 
 from checkpoints import CheckpointStore
-from tests.service.conftest import auth
+from tests.service.conftest import auth, wait_for_step
 from tests.service.sse import collect
 from tests.service.test_streams import provider_calls, set_account
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for_step(client, base, op_id, key, status):
-    for _ in range(400):
-        snapshot = (await client.get(f"{base}/v1/operations/{op_id}", headers=auth())).json()
-        if any(s["key"] == key and s["status"] == status for s in snapshot["steps"]):
-            return snapshot
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"{key} never became {status}")
 
 
 async def test_cancel_delivers_renders_in_flight_and_ends_cancelled(spawn, service_env):

@@ -1,0 +1,167 @@
+"""Event streams at scale, and the cost of the whole generate pipeline.
+
+    python bench/streaming.py [--streams 100,500,1000] [--runs 15]
+
+Starts a throwaway PostgreSQL and Redis and one service instance (as the tests do) and
+prints, in one run:
+  * for 100, 500 and 1,000 concurrent SSE streams following one running operation on one
+    instance: time to first event (p50, p95) and server memory per open stream (RSS
+    growth divided by the number of streams);
+  * the overhead of a whole `thumbnail.generate` run through the API (auth, rate limiter,
+    checkpoints, events, storage, JSON answer) over calling the `local` renderer and the
+    variant encoder directly, as a ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from checkpoints import create_engine  # noqa: E402
+from service import migrate  # noqa: E402
+from service._accounts import Accounts  # noqa: E402
+from service._render import ThumbnailSpec, make_variants, render_thumbnail  # noqa: E402
+from tests.servers import PostgresServer, RedisServer  # noqa: E402
+from tests.service.conftest import SECRET, ServiceProcess, auth  # noqa: E402
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def first_events(
+    base: str, path: str, n: int
+) -> tuple[list[float], Callable[[], Awaitable[None]]]:
+    """Open n streams; each one's time to first event, and a function that closes them."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    client = httpx.AsyncClient(base_url=base, timeout=120, limits=limits)
+    got: list[float] = []
+    ready = asyncio.Event()
+    release = asyncio.Event()
+
+    async def one() -> None:
+        started = time.perf_counter()
+        async with client.stream("GET", path, headers=auth("bench")) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    got.append(time.perf_counter() - started)
+                    if len(got) == n:
+                        ready.set()
+                    break
+            await release.wait()
+
+    tasks = [asyncio.create_task(one()) for _ in range(n)]
+    await asyncio.wait_for(ready.wait(), 120)
+
+    async def close() -> None:
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
+
+    return got, close
+
+
+async def streams(env: dict[str, str], counts: list[int], root: Path) -> None:
+    server = ServiceProcess({**env, "LOCAL_PROVIDER_DELAY_MS": "600000"},
+                            log_path=root / "streams.log")
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            created = await client.post("/v1/thumbnails", json={"title": "Followed"},
+                                        headers={**auth("bench"), "Prefer": "respond-async"})
+            op_id = created.json()["operation_id"]
+            await asyncio.sleep(0.5)  # the run is in its (long) render now
+        assert server.process is not None
+        print("concurrent SSE streams following one running operation, one instance:")
+        for n in counts:
+            before = rss_kib(server.process.pid)
+            times, close = await first_events(server.url, f"/v1/operations/{op_id}/events", n)
+            during = rss_kib(server.process.pid)
+            print(f"  {n:>5} streams  first event p50 {statistics.median(times) * 1e3:7.1f} ms"
+                  f"  p95 {pct(times, 0.95) * 1e3:7.1f} ms"
+                  f"  memory/stream {(during - before) / n:6.1f} KiB")
+            await close()
+            await asyncio.sleep(1)
+    finally:
+        server.kill()
+
+
+async def overhead(env: dict[str, str], runs: int, root: Path) -> None:
+    spec = ThumbnailSpec(title="Overhead", resolution="1K", aspect_ratio="16:9")
+    direct: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        png = await asyncio.to_thread(render_thumbnail, spec)
+        await asyncio.to_thread(make_variants, png, (400, 800))
+        direct.append(time.perf_counter() - started)
+
+    server = ServiceProcess(env, log_path=root / "overhead.log")
+    server.start()
+    api: list[float] = []
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            for i in range(runs):
+                started = time.perf_counter()
+                response = await client.post("/v1/thumbnails", json={"title": "Overhead"},
+                                             headers={**auth("bench"), "Idempotency-Key": f"o{i}"})
+                api.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+    finally:
+        server.kill()
+    d, a = statistics.median(direct), statistics.median(api)
+    print(f"generate 1K x1, median of {runs}: renderer+variants directly {d * 1e3:.1f} ms, "
+          f"whole API run {a * 1e3:.1f} ms → {a / d:.2f}× (overhead {(a - d) * 1e3:.1f} ms)")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", default="100,500,1000")
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    pg, redis = PostgresServer(), RedisServer()
+    pg.init()
+    pg.start()
+    redis.start()
+    try:
+        await migrate(pg.url)
+        engine = create_engine(pg.url)
+        await Accounts(engine).set("bench", tier="pro", credits=1_000_000)
+        await engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            limits = root / "limits.toml"
+            limits.write_text(
+                "[routes.operations]\nlimit = 1000000\nwindow_s = 60\nfail = \"open\"\n"
+                "[routes.generate]\nlimit = 1000000\nwindow_s = 60\nfail = \"closed\"\n"
+            )
+            env = {"DATABASE_URL": pg.url, "REDIS_URL": redis.url, "DATA_DIR": str(root),
+                   "AUTH_JWT_SECRET": SECRET, "RATE_LIMITS": str(limits)}
+            await streams(env, [int(n) for n in args.streams.split(",")], root)
+            await overhead(env, args.runs, root)
+    finally:
+        redis.destroy()
+        pg.destroy()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
