@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,22 +29,45 @@ from ._errors import (
 log = logging.getLogger("service.http")
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def limited_by(route_id: str) -> Callable[[Handler], Handler]:
+    """Mark a handler as rate limited on `route_id`: every answer of it, errors included,
+    carries the route's `RateLimit-Policy`."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.rate_limit_route = route_id  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
 def error_response(
-    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    request: Request,
+    status: int,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(dict(body), status_code=status, headers=dict(headers or {}))
+    merged = dict(headers or {})
+    route_id = getattr(request.scope.get("endpoint"), "rate_limit_route", None)
+    services = getattr(request.app.state, "services", None)
+    if route_id is not None and services is not None:
+        for name, value in services.limiter.policy_headers(route_id).items():
+            merged.setdefault(name, value)
+    return JSONResponse(dict(body), status_code=status, headers=merged)
 
 
-async def _service_error(_request: Request, exc: Exception) -> Response:
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     status = exc.status_code if isinstance(exc, RunError) else exc.status
     headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers.setdefault("Retry-After", str(exc.retry_after))
-    return error_response(status, exc.body(), headers)
+    return error_response(request, status, exc.body(), headers)
 
 
-async def _rate_limited(_request: Request, exc: Exception) -> Response:
+async def _rate_limited(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ratelimit.RateLimitExceeded | ratelimit.RateLimitUnavailable)
     if isinstance(exc, ratelimit.RateLimitExceeded):
         message = f"too many requests; retry in {exc.retry_after} s"
@@ -52,10 +75,10 @@ async def _rate_limited(_request: Request, exc: Exception) -> Response:
         message = "the rate limiter is unreachable; this route is closed until it is back"
     body = {"error": message, "code": exc.code, "retryable": True,
             "retry_after": exc.retry_after}
-    return error_response(exc.status, body, exc.headers)
+    return error_response(request, exc.status, body, exc.headers)
 
 
-async def _checkpoint_error(_request: Request, exc: Exception) -> Response:
+async def _checkpoint_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, checkpoints.IdempotencyKeyReused):
         error: ServiceError = IdempotencyConflict(
             "this Idempotency-Key was used for a request with a different body"
@@ -65,37 +88,38 @@ async def _checkpoint_error(_request: Request, exc: Exception) -> Response:
     else:
         log.exception("checkpoint store error", exc_info=exc)
         error = DatabaseUnavailable("the operation store is unavailable")
-    return await _service_error(_request, error)
+    return await _service_error(request, error)
 
 
-async def _database_error(_request: Request, exc: Exception) -> Response:
+async def _database_error(request: Request, exc: Exception) -> Response:
     log.error("database unavailable: %s", exc)
     return await _service_error(
-        _request, DatabaseUnavailable("the database is unavailable; retry shortly",
+        request, DatabaseUnavailable("the database is unavailable; retry shortly",
                                       retry_after=2)
     )
 
 
-async def _http_exception(_request: Request, exc: Exception) -> Response:
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return error_response(404, NotFound("no such endpoint").body())
+        return error_response(request, 404, NotFound("no such endpoint").body())
     if exc.status_code == 405:
         return error_response(
-            405, {"error": "method not allowed", "code": "METHOD_NOT_ALLOWED",
+            request, 405, {"error": "method not allowed", "code": "METHOD_NOT_ALLOWED",
                   "retryable": False}, exc.headers,
         )
     return error_response(
+        request,
         exc.status_code,
         {"error": str(exc.detail), "code": "HTTP_ERROR", "retryable": False},
         exc.headers,
     )
 
 
-async def _internal_error(_request: Request, exc: Exception) -> Response:
+async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(
-        500, {"error": "internal error", "code": "INTERNAL_ERROR", "retryable": True}
+        request, 500, {"error": "internal error", "code": "INTERNAL_ERROR", "retryable": True}
     )
 
 
@@ -151,8 +175,8 @@ class BodyLimit:
         return f"the request body is larger than {self.max_bytes // (1024 * 1024)} MB"
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, PayloadTooLarge(self._message()).body(),
-                                  {"Connection": "close"})
+        response = JSONResponse(PayloadTooLarge(self._message()).body(), status_code=413,
+                                headers={"Connection": "close"})
         await response(scope, receive, send)
 
 

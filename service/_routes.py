@@ -21,7 +21,7 @@ from ._accounts import check_generation_allowed
 from ._auth import Principal
 from ._errors import InsufficientCredits, NotFound, RunError
 from ._generate import generation_cost
-from ._http import event_cursor, idempotency_key, wants_async, wants_stream
+from ._http import event_cursor, idempotency_key, limited_by, wants_async, wants_stream
 from ._schemas import GenerateBody, parse
 from ._state import Services
 from ._urls import check_public_urls
@@ -38,6 +38,7 @@ def services(request: Request) -> Services:
 # -- creation ---------------------------------------------------------------------------
 
 
+@limited_by("generate")
 async def create_thumbnails(request: Request) -> Response:
     svc = services(request)
     user = svc.auth.user(request).user_id
@@ -200,6 +201,7 @@ async def _owned(request: Request, svc: Services, principal: Principal) -> Opera
     return await svc.store.get_operation(operation_id, user_id=principal.user_id)
 
 
+@limited_by("operations")
 async def get_operation(request: Request) -> Response:
     svc = services(request)
     principal = svc.auth.user(request)
@@ -208,6 +210,7 @@ async def get_operation(request: Request) -> Response:
     return JSONResponse(await snapshot(svc, op), headers=decision.headers)
 
 
+@limited_by("operations")
 async def operation_events(request: Request) -> Response:
     svc = services(request)
     principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
@@ -220,6 +223,7 @@ async def operation_events(request: Request) -> Response:
     return stream_response(svc, op.id, cursor, decision.headers)
 
 
+@limited_by("operations")
 async def resume_operation(request: Request) -> Response:
     svc = services(request)
     principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
@@ -232,6 +236,7 @@ async def resume_operation(request: Request) -> Response:
                          headers=decision.headers)
 
 
+@limited_by("operations")
 async def cancel_operation(request: Request) -> Response:
     svc = services(request)
     principal = svc.auth.user(request)
@@ -248,6 +253,7 @@ async def cancel_operation(request: Request) -> Response:
     return JSONResponse(await snapshot(svc, op), headers=decision.headers)
 
 
+@limited_by("operations")
 async def get_account(request: Request) -> Response:
     svc = services(request)
     user = svc.auth.user(request).user_id
