@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 import checkpoints
 import ratelimit
@@ -99,10 +100,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/operations/{operation_id}/cancel", r.cancel_operation, methods=["POST"]),
         Route("/v1/account", r.get_account, methods=["GET"]),
         Route("/v1/files/{key:path}", r.get_file, methods=["GET"]),
+        Route("/", r.index, methods=["GET"]),
         Route("/healthz", r.healthz, methods=["GET"]),
         Route("/readyz", r.readyz, methods=["GET"]),
         Route("/metrics", r.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=r.STATIC), name="static"),
     ]
     if settings.is_dev_auth:
         routes.append(Route("/v1/dev/token", r.dev_token, methods=["POST"]))

@@ -196,6 +196,9 @@ def document(*, dev_token: bool = False) -> dict[str, Any]:
             "responses": {"200": {"description": "the image", "content": {
                 "image/png": {}, "image/jpeg": {}}}, "404": _error("NOT_FOUND")},
         }},
+        "/": {"get": {"summary": "The studio page",
+                      "responses": {"200": {"description": "HTML",
+                                            "content": {"text/html": {}}}}}},
         "/healthz": {"get": {"summary": "Liveness",
                              "responses": {"200": {"description": "alive"}}}},
         "/readyz": {"get": {"summary": "Readiness (database, Redis)",

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 import ratelimit
 from checkpoints import Operation
@@ -287,6 +287,15 @@ async def get_file(request: Request) -> Response:
                     headers={"Cache-Control": "private, max-age=86400, immutable"})
 
 
+STATIC = Path(__file__).parent / "static"
+
+
+async def index(_request: Request) -> Response:
+    """The studio page (plain HTML, CSS and JavaScript; no build step)."""
+    return FileResponse(STATIC / "index.html", media_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -313,7 +322,3 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     svc = services(request)
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def _now() -> float:
-    return time.time()
