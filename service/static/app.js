@@ -324,8 +324,10 @@ function connect() {
     state.dropped = false;
     state.manualRetries = 0;
   };
-  es.onerror = () => {
-    if (state.es !== es || state.finished) return;
+  es.onerror = (e) => {
+    // An `event: error` of the stream (the run's terminal error) reaches this handler
+    // too, as a MessageEvent: that is no connection trouble.
+    if (e instanceof MessageEvent || state.es !== es || state.finished) return;
     if (!state.dropped) {
       state.dropped = true;
       logConn(`stream dropped after event ${state.lastId}; reconnecting with Last-Event-ID ${state.lastId}`);
@@ -338,7 +340,11 @@ function connect() {
     closeStream();
     scheduleReconnect();
   };
-  for (const type of EVENT_TYPES) es.addEventListener(type, (m) => onEvent(type, m));
+  for (const type of EVENT_TYPES) {
+    es.addEventListener(type, (m) => {
+      if (m instanceof MessageEvent) onEvent(type, m);
+    });
+  }
 }
 
 function closeStream() {
@@ -562,7 +568,6 @@ function addThumbnail(thumb, kind) {
   const img = document.createElement("img");
   img.src = thumb.image_400w_url;
   img.alt = `thumbnail ${thumb.id}`;
-  img.loading = "lazy";
   img.addEventListener("click", () => openLightbox(thumb.image_url));
   const caption = document.createElement("figcaption");
   caption.append(`${thumb.width}×${thumb.height}${kind === "thumbnail.edit" ? " · edit" : ""}`);

@@ -1,0 +1,172 @@
+"""The studio page at `/` in a real Chromium against a real service process."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import set_account
+from tests.service.conftest import SECRET, token
+
+ALL_LOADED = """() => {
+  const imgs = [...document.querySelectorAll('#thumbnails img')];
+  return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
+ROWS = "rows => rows.map(r => [r.dataset.step, r.dataset.status])"
+
+
+def planned(variations: int) -> list[str]:
+    steps = ["reserve"]
+    for i in range(1, variations + 1):
+        steps += [f"v{i}/render", f"v{i}/variants", f"v{i}/record"]
+    return [*steps, "settle"]
+
+
+def open_studio(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def generate(page: Page, variations: int = 1) -> None:
+    page.fill("#variations", str(variations))
+    page.click("#generate")
+
+
+def test_a_generation_shows_every_step_and_its_images(spawn, studio_env, page):
+    """Dev mode: the page gets a demo token by itself; a 2-variation generation ends with
+    every planned step completed once, a full progress bar, two loaded 400w images (full
+    size on click) and the balance after the charge."""
+    set_account(studio_env, "demo-user", "advanced", 20)
+    server = spawn(studio_env)
+    open_studio(page, server.url)
+    expect(page.locator("#account-tier")).to_have_text("advanced")
+    expect(page.locator("#account-credits")).to_have_text("20")
+
+    generate(page, variations=2)
+    expect(page.locator("#op-status")).to_have_text("succeeded")
+    rows = page.locator("#timeline li").evaluate_all(ROWS)
+    assert rows == [[key, "completed"] for key in planned(2)]
+    expect(page.locator("#progress-bar")).to_have_attribute("data-value", "100")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "closed")
+    expect(page.locator("#thumbnails img")).to_have_count(2)
+    page.wait_for_function(ALL_LOADED)
+    widths = page.locator("#thumbnails img").evaluate_all("i => i.map(x => x.naturalWidth)")
+    assert widths == [400, 400]
+    expect(page.locator("#account-credits")).to_have_text("18")
+
+    page.locator("#thumbnails img").first.click()
+    expect(page.locator("#lightbox-img")).to_be_visible()
+    page.wait_for_function(
+        "() => document.getElementById('lightbox-img').naturalWidth === 1280"
+    )
+
+
+def test_a_stream_cut_by_a_server_restart_resumes_without_duplicate_rows(
+    spawn, studio_env, page
+):
+    """kill -9 the service after the first render; restarted on the same port with the same
+    database, the page reconnects with Last-Event-ID, says so, and ends with each step
+    shown once and all three images."""
+    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": "700"}
+    set_account(env, "demo-user", "advanced", 50)
+    server = spawn(env)
+    open_studio(page, server.url)
+    generate(page, variations=3)
+    expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
+        "data-status", "completed"
+    )
+    server.kill()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#conn-log")).to_contain_text("stream dropped after event")
+    assert page.locator("#op-status").text_content() == "running"
+
+    server.start()  # same port, settings and database: takes the run over
+    expect(page.locator("#op-status")).to_have_text("succeeded", timeout=60_000)
+    rows = page.locator("#timeline li").evaluate_all(ROWS)
+    assert rows == [[key, "completed"] for key in planned(3)]
+    expect(page.locator("#conn-log")).to_contain_text(
+        re.compile(r"reconnected; resuming after event \d+")
+    )
+    expect(page.locator("#thumbnails img")).to_have_count(3)
+    page.wait_for_function(ALL_LOADED)
+    expect(page.locator("#account-credits")).to_have_text("47")
+
+
+def test_a_rate_limited_generation_shows_a_countdown_from_retry_after(
+    spawn, studio_env, page, tmp_path
+):
+    """With a limit of one generation an hour, the second answers 429: the page shows
+    RATE_LIMIT_EXCEEDED and a countdown from Retry-After that ticks down, and the create
+    buttons wait for it."""
+    limits = tmp_path / "limits.toml"
+    limits.write_text("[routes.generate]\nlimit = 1\nwindow_s = 3600\n")
+    server = spawn({**studio_env, "RATE_LIMITS": str(limits)})
+    open_studio(page, server.url)
+    generate(page)
+    expect(page.locator("#op-status")).to_have_text("succeeded")
+
+    generate(page)
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator("#notice-code")).to_have_text("RATE_LIMIT_EXCEEDED")
+    expect(page.locator("#notice-status")).to_have_text("HTTP 429")
+    expect(page.locator("#countdown")).to_be_visible()
+    first = int(page.locator("#countdown-seconds").text_content() or "0")
+    assert 3000 < first <= 3600
+    time.sleep(1.5)
+    later = int(page.locator("#countdown-seconds").text_content() or "0")
+    assert 0 < later < first
+    expect(page.locator("#generate")).to_be_disabled()
+
+
+def test_a_run_that_fails_shows_the_failed_step_and_the_error(spawn, studio_env, page):
+    """The render step fails for good (the user's storage folder is a file, so the image
+    cannot be stored): the timeline shows render failed and the rest skipped, the notice
+    shows the run's error message and code as the service reports them, and the
+    reserved credit is refunded."""
+    server = spawn(studio_env)
+    blocker = Path(studio_env["DATA_DIR"]) / "objects" / "thumbnails" / "demo-user"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    open_studio(page, server.url)
+    expect(page.locator("#account-credits")).to_have_text("10")
+    generate(page)
+
+    expect(page.locator("#op-status")).to_have_text("failed")
+    rows = dict(page.locator("#timeline li").evaluate_all(ROWS))
+    assert rows == {"reserve": "completed", "v1/render": "failed", "v1/variants": "skipped",
+                    "v1/record": "skipped", "settle": "completed"}
+    op_id = page.locator("#op-id").text_content()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        demo = client.post("/v1/dev/token").json()["token"]
+        snapshot = client.get(
+            f"/v1/operations/{op_id}", headers={"Authorization": f"Bearer {demo}"}
+        ).json()
+    assert snapshot["status"] == "failed"
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator("#notice-code")).to_have_text(snapshot["error"]["code"])
+    expect(page.locator("#notice-message")).to_have_text(snapshot["error"]["message"])
+    expect(page.locator("#notice-status")).to_have_text("not retryable")
+    expect(page.locator("#resume")).to_be_hidden()
+    expect(page.locator("#thumbnails img")).to_have_count(0)
+    expect(page.locator("#account-credits")).to_have_text("10")
+
+
+def test_with_a_real_secret_the_page_asks_for_a_token(spawn, studio_env, page):
+    """AUTH_JWT_SECRET set: no dev token exists, the page asks for one; a pasted token
+    shows that user's account."""
+    server = spawn({**studio_env, "AUTH_JWT_SECRET": SECRET})
+    dev_answers: list[int] = []
+    page.on("response", lambda r: dev_answers.append(r.status)
+            if r.url.endswith("/v1/dev/token") else None)
+    page.goto(server.url)
+    expect(page.locator("#auth-card")).to_be_visible()
+    assert dev_answers == [404]
+    page.fill("#token-input", token("pasted-user"))
+    page.click("#token-form button")
+    expect(page.locator("#account-user")).to_have_text("pasted-user")
+    expect(page.locator("#account-tier")).to_have_text("free")
+    expect(page.locator("#auth-card")).to_be_hidden()
