@@ -108,11 +108,13 @@ function showError(err, { status } = {}) {
     startCountdown(Math.ceil(err.retryAfter));
   } else {
     stopCountdown();
+    $("countdown").hidden = true;
   }
 }
 
 function clearNotice() {
   $("notice").hidden = true;
+  $("countdown").hidden = true;
   stopCountdown();
 }
 
@@ -126,7 +128,8 @@ function startCountdown(seconds) {
     $("countdown-seconds").textContent = left;
     if (left === 0) {
       stopCountdown();
-      $("countdown").textContent = "You can try again now.";
+      $("countdown").hidden = true;
+      $("notice-message").textContent += " You can try again now.";
     }
   };
   tick();

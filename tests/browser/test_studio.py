@@ -68,16 +68,16 @@ def test_a_generation_shows_every_step_and_its_images(spawn, studio_env, page):
 def test_a_stream_cut_by_a_server_restart_resumes_without_duplicate_rows(
     spawn, studio_env, page
 ):
-    """kill -9 the service after the first render; restarted on the same port with the same
-    database, the page reconnects with Last-Event-ID, says so, and ends with each step
-    shown once and all three images."""
-    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": "700"}
+    """kill -9 the service while the first render is running; restarted on the same port
+    with the same database, the page reconnects with Last-Event-ID, says so, and ends with
+    each step shown once and all three images."""
+    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": "1500"}
     set_account(env, "demo-user", "advanced", 50)
     server = spawn(env)
     open_studio(page, server.url)
     generate(page, variations=3)
     expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
-        "data-status", "completed"
+        "data-status", "started"
     )
     server.kill()
     expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
