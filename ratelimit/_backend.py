@@ -43,7 +43,13 @@ class Verdict:
 
 
 def bucket_key(identity: str, name: str) -> str:
-    return f"rl:{{{identity}}}:{name}"
+    # `:bucket` since buckets became plain strings: the hashes of the earlier
+    # `rl:{<identity>}:<name>` keys are never read again (a string command on a hash is a
+    # WRONGTYPE error, and an instance still running the old code would fail on a string)
+    # and expire within one window. The price is paid once, at the upgrade: a caller
+    # starts with a full bucket, and while old and new instances run side by side each
+    # counts separately.
+    return f"rl:{{{identity}}}:{name}:bucket"
 
 
 def slots_key(identity: str, route_id: str) -> str:

@@ -54,6 +54,23 @@ def connect(
     return Redis.from_url(url, health_check_interval=0, **options)
 
 
+def _cost_argument(cost: int) -> tuple[int, ...]:
+    """The scripts' ARGV: nothing for the usual cost of 1 (one argument less to encode)."""
+    return () if cost == 1 else (cost,)
+
+
+class _BucketScripts:
+    """The charge and refund scripts of one tuple of buckets (see `_scripts`)."""
+
+    __slots__ = ("buckets", "charge", "refund")
+
+    def __init__(self, client: RedisClient, buckets: tuple[Bucket, ...]) -> None:
+        self.buckets = buckets
+        # Registering computes the SHA locally; Redis loads a script on its first NOSCRIPT.
+        self.charge = client.register_script(_scripts.charge_script(buckets))
+        self.refund = client.register_script(_scripts.refund_script(buckets))
+
+
 class RedisBackend:
     """Token buckets and slots in Redis, one Lua script per decision."""
 
@@ -62,14 +79,13 @@ class RedisBackend:
     def __init__(self, client: RedisClient, *, owns_client: bool = False) -> None:
         self.client = client
         self._owns_client = owns_client
-        self._charge = client.register_script(_scripts.CHARGE)
-        self._refund = client.register_script(_scripts.REFUND)
         self._hold = client.register_script(_scripts.HOLD_SLOT)
+        self._scripts: dict[tuple[Bucket, ...], _BucketScripts] = {}
+        self._scripts_by_id: dict[int, _BucketScripts] = {}
         # redis-py's RedisCluster discovers the topology on first use; many first calls at
         # once each start that discovery and drop each other's connections, so it is done
         # once, behind a lock, before the first command.
         self._needs_initialize = isinstance(client, RedisCluster)
-        self._limits: dict[int, tuple[Sequence[Bucket], str]] = {}
         self._initialize_lock = asyncio.Lock()
 
     async def _initialize(self) -> None:
@@ -113,38 +129,40 @@ class RedisBackend:
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: {exc}") from exc
 
-    def _limits_argument(self, buckets: Sequence[Bucket]) -> str:
-        """"limit_1 window_us_1 limit_2 window_us_2 …", built once per bucket tuple."""
-        cached = self._limits.get(id(buckets))
-        if cached is None or cached[0] is not buckets:
-            text = " ".join(f"{b.limit} {b.window_us}" for b in buckets)
-            cached = self._limits[id(buckets)] = (buckets, text)
-        return cached[1]
+    def _scripts_of(self, buckets: Sequence[Bucket]) -> _BucketScripts:
+        """The scripts of `buckets`, made once per distinct tuple of limits.
+
+        The limiter passes the same tuple object on every call, so it is found by its id
+        first (hashing the buckets costs more); a tuple is immutable, and the entry keeps
+        it alive, so its id cannot be taken by another."""
+        scripts = self._scripts_by_id.get(id(buckets))
+        if scripts is not None and scripts.buckets is buckets:
+            return scripts
+        frozen = tuple(buckets)
+        scripts = self._scripts.get(frozen)
+        if scripts is None:
+            scripts = self._scripts[frozen] = _BucketScripts(self.client, frozen)
+        if scripts.buckets is buckets:
+            self._scripts_by_id[id(buckets)] = scripts
+        return scripts
 
     async def charge(self, identity: str, buckets: Sequence[Bucket], cost: int) -> Verdict:
-        limits = self._limits_argument(buckets)
+        script = self._scripts_of(buckets).charge
         if len(buckets) == 1:
-            out = await self._evalsha(
-                self._charge, 1, f"rl:{{{identity}}}:{buckets[0].name}", f"{cost} {limits}"
-            )
-            allowed, retry, r, t = out.split()
-            return Verdict(allowed == b"1", int(retry), (int(r),), (int(t),))
-        out = await self._evalsha(
-            self._charge, len(buckets), *(bucket_key(identity, b.name) for b in buckets),
-            f"{cost} {limits}",
-        )
-        fields = out.split()
-        return Verdict(
-            fields[0] == b"1",
-            int(fields[1]),
-            tuple(int(f) for f in fields[2::2]),
-            tuple(int(f) for f in fields[3::2]),
-        )
+            key = bucket_key(identity, buckets[0].name)
+            if cost == 1:
+                out = await self._evalsha(script, 1, key)
+            else:
+                out = await self._evalsha(script, 1, key, cost)
+            return Verdict(out[0] == 0, out[0], (out[1],), (out[2],))
+        keys = [bucket_key(identity, b.name) for b in buckets]
+        out = await self._evalsha(script, len(keys), *keys, *_cost_argument(cost))
+        return Verdict(out[0] == 0, out[0], tuple(out[1::2]), tuple(out[2::2]))
 
     async def refund(self, identity: str, buckets: Sequence[Bucket], cost: int) -> None:
+        keys = [bucket_key(identity, b.name) for b in buckets]
         await self._evalsha(
-            self._refund, len(buckets), *(bucket_key(identity, b.name) for b in buckets),
-            f"{cost} {self._limits_argument(buckets)}",
+            self._scripts_of(buckets).refund, len(keys), *keys, *_cost_argument(cost)
         )
 
     async def hold_slot(

@@ -1,89 +1,111 @@
 """The Lua scripts: one atomic call per decision, on Redis server time, in integers.
 
-Bucket state is a hash `{s: scaled tokens, t: time in µs}` (see `_bucket` for the scaling;
-every value stays below 2^53, so Lua's doubles hold it exactly). Numbers are written with
-`%d`: Lua's default formatting would round them to 14 digits.
+A bucket is a plain string key, `"<scaled tokens> <time in µs>"` (see `_bucket` for the
+scaling), written with one `SET … PX`: a hash needed HSET and PEXPIRE, and every
+`redis.call` is a large part of a script this small. Every value stays below 2^53, so Lua's
+doubles hold it exactly; numbers are written with `%d` because Lua's default formatting
+would round them to 14 digits.
+
+The charge and refund scripts are generated per tuple of buckets, with the limits and
+windows as constants in the source: parsing them from an argument on every call cost the
+server as much as one more `redis.call`, and the client an argument to encode. A limiter
+has one tuple per route, so Redis holds a handful of these scripts.
 """
 
 from __future__ import annotations
 
-# KEYS: one bucket per limit.  ARGV[1]: "cost limit_1 window_us_1 limit_2 window_us_2 …" (one
-# argument: every argument costs the client an encoding pass on the hot path).
-# Returns "allowed retry_after_us remaining_1 reset_us_1 remaining_2 reset_us_2 …": one bulk
-# string parses much faster in redis-py than an array of integers.
-CHARGE = """
+from collections.abc import Sequence
+
+from ._backend import Bucket
+
+# Shared head of the generated scripts. KEYS: one bucket per limit, in the order of the
+# constants; ARGV[1]: the cost (absent means 1, the common case, so it is not sent).
+_HEAD = """
+local limits = {%(limits)s}
+local windows = {%(windows)s}
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local a = {}
-for n in string.gmatch(ARGV[1], '%d+') do a[#a + 1] = tonumber(n) end
-local cost = a[1]
+local now = t[1] * 1000000 + t[2]
+local cost = tonumber(ARGV[1] or 1)
+-- Scaled tokens in bucket i now, and whether it is stored (a missing bucket is full).
+local function level_of(i)
+  local full = limits[i] * windows[i]
+  local v = redis.call('GET', KEYS[i])
+  if not v then return full, false end
+  local sp = string.find(v, ' ', 1, true)
+  local elapsed = now - tonumber(string.sub(v, sp + 1))
+  if elapsed < 0 then elapsed = 0 elseif elapsed > windows[i] then elapsed = windows[i] end
+  local level = tonumber(string.sub(v, 1, sp - 1)) + elapsed * limits[i]
+  if level > full then level = full end
+  return level, true
+end
+-- Microseconds until bucket i at `level` is full again.
+local function reset_of(i, level)
+  return math.ceil((limits[i] * windows[i] - level) / limits[i])
+end
+-- The key lives until the bucket is full again: a missing key means exactly that.
+local function store(i, level, reset)
+  local value = string.format('%%d %%d', level, now)
+  redis.call('SET', KEYS[i], value, 'PX', math.ceil(reset / 1000) + 1)
+end
+"""
+
+# Takes `cost` from every bucket, or from none when any lacks it (a refusal charges
+# nothing). Returns integers {retry_after_us, remaining_1, reset_us_1, remaining_2, …}:
+# hiredis turns them into Python ints with no parsing left to do on the client.
+_CHARGE = _HEAD + """
 local levels = {}
 local retry = 0
 for i = 1, #KEYS do
-  local limit = a[2 * i]
-  local window = a[2 * i + 1]
-  local full = limit * window
-  local level = full
-  local v = redis.call('HMGET', KEYS[i], 's', 't')
-  if v[1] then
-    local elapsed = now - tonumber(v[2])
-    if elapsed < 0 then elapsed = 0 end
-    if elapsed > window then elapsed = window end
-    level = math.min(full, tonumber(v[1]) + elapsed * limit)
-  end
-  local missing = cost * window - level
+  local level = level_of(i)
+  local missing = cost * windows[i] - level
   if missing > 0 then
-    local wait = math.ceil(missing / limit)
+    local wait = math.ceil(missing / limits[i])
     if wait > retry then retry = wait end
   end
   levels[i] = level
 end
-local out = {retry == 0 and '1' or '0', string.format('%d', retry)}
+local out = {retry}
 for i = 1, #KEYS do
-  local limit = a[2 * i]
-  local window = a[2 * i + 1]
   local level = levels[i]
-  if retry == 0 then
-    level = level - cost * window
-    redis.call('HSET', KEYS[i], 's', string.format('%d', level), 't', string.format('%d', now))
-  end
-  local reset = math.ceil((limit * window - level) / limit)
-  if retry == 0 then
-    redis.call('PEXPIRE', KEYS[i], math.ceil(reset / 1000) + 1)
-  end
-  out[2 * i + 1] = string.format('%d', math.floor(level / window))
-  out[2 * i + 2] = string.format('%d', reset)
+  if retry == 0 then level = level - cost * windows[i] end
+  local reset = reset_of(i, level)
+  if retry == 0 then store(i, level, reset) end
+  out[2 * i] = math.floor(level / windows[i])
+  out[2 * i + 1] = reset
 end
-return table.concat(out, ' ')
+return out
 """
 
-# KEYS: the buckets to refund.  ARGV[1]: as for CHARGE.
-REFUND = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local a = {}
-for n in string.gmatch(ARGV[1], '%d+') do a[#a + 1] = tonumber(n) end
-local cost = a[1]
+# Gives `cost` back to every stored bucket, never above full (a full bucket is deleted).
+_REFUND = _HEAD + """
 for i = 1, #KEYS do
-  local v = redis.call('HMGET', KEYS[i], 's', 't')
-  if v[1] then
-    local limit = a[2 * i]
-    local window = a[2 * i + 1]
-    local full = limit * window
-    local elapsed = now - tonumber(v[2])
-    if elapsed < 0 then elapsed = 0 end
-    if elapsed > window then elapsed = window end
-    local level = math.min(full, tonumber(v[1]) + elapsed * limit + cost * window)
-    if level >= full then
-      redis.call('DEL', KEYS[i])
-    else
-      redis.call('HSET', KEYS[i], 's', string.format('%d', level), 't', string.format('%d', now))
-      redis.call('PEXPIRE', KEYS[i], math.ceil(math.ceil((full - level) / limit) / 1000) + 1)
-    end
+  local level, stored = level_of(i)
+  if stored then
+    level = math.min(limits[i] * windows[i], level + cost * windows[i])
+    local reset = reset_of(i, level)
+    if reset == 0 then redis.call('DEL', KEYS[i]) else store(i, level, reset) end
   end
 end
 return 1
 """
+
+
+def _constants(buckets: Sequence[Bucket]) -> dict[str, str]:
+    return {
+        "limits": ", ".join(str(b.limit) for b in buckets),
+        "windows": ", ".join(str(b.window_us) for b in buckets),
+    }
+
+
+def charge_script(buckets: Sequence[Bucket]) -> str:
+    """The charge script of `buckets` (KEYS in the same order)."""
+    return _CHARGE % _constants(buckets)
+
+
+def refund_script(buckets: Sequence[Bucket]) -> str:
+    """The refund script of `buckets` (KEYS in the same order)."""
+    return _REFUND % _constants(buckets)
+
 
 # KEYS[1]: the route's slot set (member = slot token, score = expiry in µs).
 # ARGV: capacity, token, ttl_us.  Holds or renews the token; returns 1, or 0 when full.

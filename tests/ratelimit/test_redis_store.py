@@ -1,0 +1,86 @@
+"""What the Redis backend keeps in Redis: one string per bucket, with its TTL, and nothing
+the keys of an earlier version can disturb."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio
+
+from ratelimit import (
+    Bucket,
+    Budget,
+    Policies,
+    RateLimiter,
+    RateLimitExceeded,
+    RedisBackend,
+    RoutePolicy,
+)
+
+from .conftest import policies
+
+pytestmark = pytest.mark.anyio
+
+GEN = RoutePolicy("generate", 10, 60)
+
+
+async def test_bucket_expires_when_it_would_be_full_again(redis_url: str) -> None:
+    """A charged bucket is one string key whose TTL (set by the script) is its reset time."""
+    limiter = RateLimiter.from_url(
+        redis_url,
+        Policies({"generate": GEN}, (Budget("ai", 100, 3600, frozenset({"generate"})),)),
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        decision = await limiter.check("generate", "user:a", cost=4)
+        # 4 of 10 units over 60 s: full again in 24 s; 4 of 100 over an hour: in 144 s.
+        assert decision.headers["RateLimit"] == '"generate";r=6;t=24, "ai";r=96;t=144'
+        for name, reset_ms in (("generate", 24_000), ("ai", 144_000)):
+            key = f"rl:{{user:a}}:{name}:bucket"
+            assert await client.type(key) == b"string"
+            assert reset_ms - 1_000 < await client.pttl(key) <= reset_ms + 1
+    finally:
+        await client.aclose()
+        await limiter.aclose()
+
+
+async def test_refused_request_leaves_the_key_untouched(redis_url: str) -> None:
+    """A refusal writes nothing: the same value, and a TTL that is not extended."""
+    limiter = RateLimiter.from_url(redis_url, policies(GEN))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    key = "rl:{user:a}:generate:bucket"
+    try:
+        await limiter.check("generate", "user:a", cost=8)
+        before, ttl_before = await client.get(key), await client.pttl(key)
+        with pytest.raises(RateLimitExceeded):
+            await limiter.check("generate", "user:a", cost=4)
+        assert await client.get(key) == before
+        assert await client.pttl(key) <= ttl_before
+    finally:
+        await client.aclose()
+        await limiter.aclose()
+
+
+async def test_keys_of_the_hash_format_do_not_disturb_decisions(redis_url: str) -> None:
+    """A bucket left as a hash under the previous key name is ignored, not a WRONGTYPE."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.hset("rl:{user:a}:generate", mapping={"s": 0, "t": 0})
+    await client.pexpire("rl:{user:a}:generate", 60_000)
+    limiter = RateLimiter.from_url(redis_url, policies(GEN))
+    try:
+        assert (await limiter.check("generate", "user:a")).remaining == 9
+        assert await limiter.refund("generate", "a", 1)
+        assert (await limiter.check("generate", "user:a")).remaining == 9
+    finally:
+        await client.aclose()
+        await limiter.aclose()
+
+
+async def test_backend_accepts_any_sequence_of_buckets(redis_url: str) -> None:
+    """Equal bucket lists, built anew per call, share one script and one state."""
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        for expected in (9, 8, 7):
+            verdict = await backend.charge("user:a", [Bucket("x", 10, 60_000_000)], 1)
+            assert (verdict.allowed, verdict.remaining) == (True, (expected,))
+    finally:
+        await backend.aclose()
