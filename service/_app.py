@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,26 +23,36 @@ from checkpoints import CheckpointStore, Runner, StepContext
 from . import _routes as r
 from ._accounts import Accounts
 from ._auth import Authenticator, load_secret
+from ._edit import EditKind
+from ._errors import ServiceError
+from ._fetch import ImageFetcher
+from ._gemini import GeminiProvider
 from ._generate import GenerateKind
+from ._heatmap import HeatmapKind
 from ._http import EXCEPTION_HANDLERS, BodyLimit
-from ._kinds import OperationKind
+from ._kinds import OperationKind, ProviderCalls
 from ._logging import configure_logging
 from ._metrics import Metrics
+from ._openai import OpenAIProvider
 from ._openapi import openapi_endpoint
 from ._operations import Operations
 from ._present import Presenter
-from ._providers import ImageProvider, LocalProvider, ProviderChain
-from ._settings import Settings, SettingsError
+from ._providers import ImageProvider, LocalProvider, ProviderChain, ProviderError
+from ._retry import RetryPolicy
+from ._settings import Settings
 from ._state import Services
-from ._storage import LocalStorage
+from ._storage import LocalStorage, Storage, SupabaseStorage
+from ._video import VideoKind
 
 log = logging.getLogger("service")
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The service for `settings`; everything stateful is built in the lifespan."""
+def create_app(settings: Settings, *, retry: RetryPolicy | None = None) -> Starlette:
+    """The service for `settings`; everything stateful is built in the lifespan.
 
-    image_providers = _image_providers(settings)  # a bad IMAGE_PROVIDERS fails here
+    `retry` replaces the provider retry policy built from the settings (tests pass one
+    with a fake sleep and clock).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -61,17 +73,43 @@ def create_app(settings: Settings) -> Starlette:
                         "(run a single instance)")
         ratelimit.install_rate_limiter(app, limiter)
         secret = load_secret(settings.auth_jwt_secret, settings.data_dir)
-        local_storage = LocalStorage(settings.data_dir / "objects", secret)
-        presenter = Presenter(local_storage, settings.public_base_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        local_storage: LocalStorage | None = None
+        storage: Storage
+        if settings.storage_backend == "supabase":
+            assert settings.supabase_url
+            assert settings.supabase_service_role_key
+            storage = SupabaseStorage(http, settings.supabase_url,
+                                      settings.supabase_service_role_key)
+        else:
+            storage = local_storage = LocalStorage(settings.data_dir / "objects", secret)
+        presenter = Presenter(storage, settings.public_base_url)
+        fetcher = ImageFetcher(http, allow_private=settings.allow_private_urls)
+        policy = retry or RetryPolicy(
+            max_attempts=settings.provider_max_attempts,
+            attempt_timeout_s=settings.provider_attempt_timeout_s,
+            max_total_s=settings.provider_max_time_s,
+        )
+        calls = ProviderCalls(ProviderChain(_image_providers(settings, http, fetcher)), policy)
+        gemini = None
+        if settings.gemini_api_key:
+            gemini = GeminiProvider(http, settings.gemini_api_key, settings.gemini_base_url,
+                                    fetcher)
         accounts = Accounts(engine)
-        chain = ProviderChain(image_providers)
         kinds: dict[str, OperationKind] = {
-            "thumbnail.generate": GenerateKind(accounts, local_storage, chain, engine),
+            "thumbnail.generate": GenerateKind(accounts, storage, calls, engine),
+            "thumbnail.edit": EditKind(accounts, storage, calls, engine),
+            "heatmap": HeatmapKind(storage, calls, fetcher, engine,
+                                   timedelta(seconds=settings.heatmap_cache_s)),
         }
+        if gemini is not None:
+            kinds["video.analyze"] = VideoKind(
+                gemini, policy, http, settings.youtube_api_key, settings.youtube_base_url,
+                engine, timedelta(seconds=settings.video_analysis_cache_s),
+            )
         runner = Runner(
             store, owner=settings.instance_id, lease_ttl=settings.lease_ttl_s,
-            wrap=_step_wrapper(metrics),
+            wrap=_step_wrapper(metrics), describe_error=describe_step_error,
         )
         operations = Operations(
             store, runner, kinds, presenter,
@@ -79,9 +117,9 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.services = Services(
             settings=settings, engine=engine, store=store, operations=operations,
-            accounts=accounts, storage=local_storage, local_storage=local_storage,
+            accounts=accounts, storage=storage, local_storage=local_storage,
             auth=Authenticator(secret), limiter=limiter, metrics=metrics,
-            presenter=presenter, http=http,
+            presenter=presenter, http=http, fetcher=fetcher,
         )
         try:
             yield
@@ -94,6 +132,9 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/v1/thumbnails", r.create_thumbnails, methods=["POST"]),
+        Route("/v1/thumbnails/{thumbnail_id}/edits", r.create_edit, methods=["POST"]),
+        Route("/v1/heatmaps", r.create_heatmap, methods=["POST"]),
+        Route("/v1/videos/analyses", r.create_video_analysis, methods=["POST"]),
         Route("/v1/operations/{operation_id}", r.get_operation, methods=["GET"]),
         Route("/v1/operations/{operation_id}/events", r.operation_events, methods=["GET"]),
         Route("/v1/operations/{operation_id}/resume", r.resume_operation, methods=["POST"]),
@@ -117,14 +158,37 @@ def create_app(settings: Settings) -> Starlette:
     )
 
 
-def _image_providers(settings: Settings) -> list[ImageProvider]:
+def _image_providers(
+    settings: Settings, http: httpx.AsyncClient, fetcher: ImageFetcher
+) -> list[ImageProvider]:
+    """IMAGE_PROVIDERS in order (their keys were checked with the settings)."""
     providers: list[ImageProvider] = []
     for name in settings.image_providers:
-        if name == "local":
+        if name == "gemini" and settings.gemini_api_key:
+            providers.append(GeminiProvider(http, settings.gemini_api_key,
+                                            settings.gemini_base_url, fetcher))
+        elif name == "openai" and settings.openai_api_key:
+            providers.append(OpenAIProvider(http, settings.openai_api_key,
+                                            settings.openai_base_url, fetcher))
+        elif name == "local":
             providers.append(LocalProvider(delay_ms=settings.local_provider_delay_ms))
-        else:
-            raise SettingsError(f"IMAGE_PROVIDERS: the {name} provider is not available yet")
     return providers
+
+
+def describe_step_error(exc: BaseException) -> dict[str, Any]:
+    """The recorded error of a failed step: the contract's code and a message for people.
+    Anything unexpected is logged in full and reported without its details."""
+    if isinstance(exc, ProviderError):
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message,
+                                 "retryable": exc.retryable}
+        if exc.retry_after is not None:
+            error["retry_after"] = max(1, math.ceil(exc.retry_after))
+        return error
+    if isinstance(exc, ServiceError):
+        return {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+    log.error("step failed unexpectedly", exc_info=exc)
+    return {"code": "INTERNAL_ERROR", "message": "the step failed unexpectedly",
+            "retryable": True}
 
 
 def _step_wrapper(

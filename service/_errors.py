@@ -11,6 +11,7 @@
     ├── OperationNotResumable         409 OPERATION_NOT_RESUMABLE
     ├── ProviderNotConfigured         503 PROVIDER_NOT_CONFIGURED
     ├── DatabaseUnavailable           503 DATABASE_UNAVAILABLE
+    ├── StorageUnavailable            503 STORAGE_UNAVAILABLE
     └── RunError                      a run's terminal error (its code picks the status)
 
 Errors of the other packages (checkpoints, ratelimit) are turned into responses in the
@@ -38,6 +39,7 @@ RUN_ERROR_STATUS: dict[str, int] = {
     "VALIDATION_ERROR": 400,
     "TIER_LIMIT": 403,
     "INTERRUPTED": 503,
+    "STORAGE_UNAVAILABLE": 503,
     "INTERNAL_ERROR": 500,
 }
 
@@ -116,6 +118,12 @@ class ProviderNotConfigured(ServiceError):
 class DatabaseUnavailable(ServiceError):
     status = 503
     code = "DATABASE_UNAVAILABLE"
+    retryable = True
+
+
+class StorageUnavailable(ServiceError):
+    status = 503
+    code = "STORAGE_UNAVAILABLE"
     retryable = True
 
 

@@ -8,30 +8,21 @@ thumbnail row inserted once, credits set to a target rather than added to.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
 from ._accounts import RESOLUTION_CREDITS, Accounts
-from ._kinds import CANCELLED_ERROR, Conclusion, first_error
-from ._providers import ImageRequest, ProviderChain
-from ._render import ThumbnailSpec, make_variants
+from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
+from ._providers import ImageRequest
+from ._render import ThumbnailSpec
 from ._storage import Storage, thumbnail_keys
-from ._tables import thumbnails
-
-THUMBNAIL_NAMESPACE = uuid.UUID("6f1c3d5e-2a7b-4c1e-9e8f-5b0a7d3c2e19")
-
-
-def thumbnail_id(operation_id: str, variation: int) -> str:
-    return str(uuid.uuid5(THUMBNAIL_NAMESPACE, f"{operation_id}/v{variation}"))
+from ._thumbnails import delivered as _delivered
+from ._thumbnails import record_thumbnail, store_variants, thumbnail_id
 
 
 def spec_of(body: Mapping[str, Any], variation: int) -> ThumbnailSpec:
@@ -57,7 +48,7 @@ def generation_cost(body: Mapping[str, Any]) -> int:
 class GenerateKind:
     accounts: Accounts
     storage: Storage
-    providers: ProviderChain
+    providers: ProviderCalls
     engine: AsyncEngine
 
     name: ClassVar[str] = "thumbnail.generate"
@@ -102,15 +93,14 @@ class GenerateKind:
     async def _render(self, ctx: StepContext) -> JSON:
         op = ctx.operation
         i = self._variation(ctx)
-        image = await self.providers.generate(
-            ImageRequest(
-                spec=spec_of(op.input, i),
-                reference_images=tuple(op.input.get("reference_images") or ()),
-                model=op.input.get("model"),
-                context=f"{op.id} {ctx.step.key}",
-            )
+        request = ImageRequest(
+            spec=spec_of(op.input, i),
+            reference_images=tuple(op.input.get("reference_images") or ()),
+            model=op.input.get("model"),
+            context=f"{op.id} {ctx.step.key}",
         )
-        keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, i))
+        image = await self.providers.run(ctx, lambda provider: provider.generate(request))
+        keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, f"v{i}"))
         await self.storage.put(keys["image"], image.data, image.mime_type)
         return {
             "image_key": keys["image"], "width": image.width, "height": image.height,
@@ -120,36 +110,25 @@ class GenerateKind:
     async def _variants(self, ctx: StepContext) -> JSON:
         op = ctx.operation
         i = self._variation(ctx)
-        keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, i))
         rendered = ctx.outputs[f"v{i}/render"]
-        original, _ = await self.storage.get(rendered["image_key"])
-        variants = await asyncio.to_thread(make_variants, original, (400, 800))
-        await self.storage.put(keys["image_400w"], variants[400], "image/jpeg")
-        await self.storage.put(keys["image_800w"], variants[800], "image/jpeg")
-        return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"]}
+        return await store_variants(self.storage, op.user_id, thumbnail_id(op.id, f"v{i}"),
+                                    rendered["image_key"])
 
     async def _record(self, ctx: StepContext) -> JSON:
         op = ctx.operation
         i = self._variation(ctx)
         rendered = ctx.outputs[f"v{i}/render"]
         variants = ctx.outputs[f"v{i}/variants"]
-        thumb = thumbnail_id(op.id, i)
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(thumbnails)
-                .values(
-                    id=thumb, user_id=op.user_id, operation_id=op.id,
-                    title=op.input["title"], image_key=rendered["image_key"],
-                    image_400w_key=variants["image_400w_key"],
-                    image_800w_key=variants["image_800w_key"],
-                    width=rendered["width"], height=rendered["height"],
-                    resolution=op.input.get("resolution", "1K"),
-                    aspect_ratio=op.input.get("aspect_ratio", "16:9"),
-                    provider=rendered["provider"], created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
+        thumb = thumbnail_id(op.id, f"v{i}")
+        await record_thumbnail(
+            self.engine, id=thumb, user_id=op.user_id, operation_id=op.id,
+            title=op.input["title"], image_key=rendered["image_key"],
+            image_400w_key=variants["image_400w_key"],
+            image_800w_key=variants["image_800w_key"],
+            width=rendered["width"], height=rendered["height"],
+            resolution=op.input.get("resolution", "1K"),
+            aspect_ratio=op.input.get("aspect_ratio", "16:9"), provider=rendered["provider"],
+        )
         return {"thumbnail_id": thumb}
 
     async def _settle(self, ctx: StepContext) -> JSON:
@@ -166,20 +145,9 @@ class GenerateKind:
         self, operation: Operation, outcome: Outcome, steps: Mapping[str, StepRecord]
     ) -> Conclusion:
         variations = int(operation.input.get("variations", 1))
-        delivered = []
-        for i in range(1, variations + 1):
-            if f"v{i}/record" not in outcome.outputs:
-                continue
-            rendered = outcome.outputs[f"v{i}/render"]
-            variants = outcome.outputs[f"v{i}/variants"]
-            delivered.append({
-                "id": outcome.outputs[f"v{i}/record"]["thumbnail_id"],
-                "image_key": rendered["image_key"],
-                "image_400w_key": variants["image_400w_key"],
-                "image_800w_key": variants["image_800w_key"],
-                "width": rendered["width"],
-                "height": rendered["height"],
-            })
+        outputs = dict(outcome.outputs)
+        delivered = [t for i in range(1, variations + 1)
+                     if (t := _delivered(outputs, f"v{i}")) is not None]
         settled = outcome.outputs.get("settle")
         result = None
         if settled is not None:

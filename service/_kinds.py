@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from checkpoints import JSON, Operation, OperationStatus, Outcome, Step, StepRecord
+from checkpoints import JSON, Operation, OperationStatus, Outcome, Step, StepContext, StepRecord
+
+from ._providers import GeneratedImage, ImageProvider, ProviderChain, ProviderError
+from ._retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +47,36 @@ CANCELLED_ERROR: Mapping[str, Any] = {
     "message": "the operation was cancelled",
     "retryable": False,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCalls:
+    """Provider calls of a step: the retry policy around each provider of the fallback
+    chain, each retry and each fallback reported as a `retry` event."""
+
+    chain: ProviderChain
+    policy: RetryPolicy
+
+    async def run(
+        self, ctx: StepContext, use: Callable[[ImageProvider], Awaitable[GeneratedImage]]
+    ) -> GeneratedImage:
+        step = ctx.step.key
+
+        async def on_retry(attempt: int, delay: float, error: ProviderError) -> None:
+            await ctx.emit("retry", {
+                "step": step, "attempt": attempt, "delay_s": round(delay, 3),
+                "error": {"code": error.code, "message": error.message},
+            })
+
+        async def on_fallback(failed: str, following: str, error: ProviderError) -> None:
+            await ctx.emit("retry", {
+                "step": step, "attempt": 1, "delay_s": 0.0, "provider": following,
+                "error": {"code": error.code,
+                          "message": f"{failed} failed for good ({error.message}); "
+                                     f"trying {following}"},
+            })
+
+        async def with_retries(provider: ImageProvider) -> GeneratedImage:
+            return await self.policy.call(lambda: use(provider), on_retry)
+
+        return await self.chain.call(with_retries, on_fallback)

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import ratelimit
@@ -38,7 +38,7 @@ TERMINAL_EVENTS: Final = frozenset({"result", "error"})
 #: How often a follower with nothing new re-checks its operation's owner.
 FOLLOW_CHECK_S: Final = 2.0
 
-Presenter = Callable[[Operation, list[StepRecord]], dict[str, Any]]
+Presenter = Callable[[Operation, list[StepRecord]], Awaitable[dict[str, Any]]]
 
 
 class Operations:
@@ -133,7 +133,8 @@ class Operations:
                     run.operation = op
                 _done(started_future)
                 await run.emit(
-                    "operation", {"operation": self.present(op, list(run.records.values()))}
+                    "operation",
+                    {"operation": await self.present(op, list(run.records.values()))},
                 )
                 outcome = await run.execute()
                 if outcome.suspended:
@@ -145,7 +146,7 @@ class Operations:
                 if status in ("succeeded", "partial"):
                     event: tuple[str, dict[str, Any]] = (
                         "result",
-                        {"operation": self.present(done, list(run.records.values()))},
+                        {"operation": await self.present(done, list(run.records.values()))},
                     )
                 else:
                     event = ("error", _error_event(conclusion.error or {}))

@@ -22,7 +22,7 @@ class Presenter:
         self._storage = storage
         self._base_url = base_url
 
-    def __call__(self, op: Operation, steps: Sequence[StepRecord]) -> dict[str, Any]:
+    async def __call__(self, op: Operation, steps: Sequence[StepRecord]) -> dict[str, Any]:
         return {
             "id": op.id,
             "kind": op.kind,
@@ -31,22 +31,24 @@ class Presenter:
                 {"key": s.key, "status": s.status, "attempts": s.attempts}
                 for s in sorted(steps, key=lambda s: s.position)
             ],
-            "result": None if op.result is None else self._signed(op.result),
+            "result": None if op.result is None else await self._signed(op.result),
             "error": None if op.error is None else dict(op.error),
             "created_at": op.created_at.isoformat(),
             "updated_at": op.updated_at.isoformat(),
         }
 
-    def _signed(self, value: Any) -> Any:
+    async def _signed(self, value: Any) -> Any:
         """Replace stored object keys by signed URLs, anywhere in the result."""
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for name, item in value.items():
                 if name in _URL_FIELDS and isinstance(item, str):
-                    out[_URL_FIELDS[name]] = self._storage.url(item, base_url=self._base_url)
+                    out[_URL_FIELDS[name]] = await self._storage.signed_url(
+                        item, base_url=self._base_url
+                    )
                 else:
-                    out[name] = self._signed(item)
+                    out[name] = await self._signed(item)
             return out
         if isinstance(value, list):
-            return [self._signed(item) for item in value]
+            return [await self._signed(item) for item in value]
         return value

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._caption import caption_image
 from ._render import ThumbnailSpec, image_dimensions, render_thumbnail
+from ._saliency import render_heatmap
 
 log = logging.getLogger("service.providers")
 
@@ -40,6 +42,20 @@ class ImageRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class EditRequest:
+    """A new image from an existing one and an instruction (edits, heatmaps)."""
+
+    source: bytes
+    source_mime_type: str
+    prompt: str
+    resolution: str = "1K"
+    aspect_ratio: str = "16:9"
+    reference_images: tuple[str, ...] = ()
+    model: str | None = None
+    context: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GeneratedImage:
     data: bytes
     mime_type: str
@@ -52,6 +68,10 @@ class ImageProvider(Protocol):
     name: str
 
     async def generate(self, request: ImageRequest) -> GeneratedImage: ...
+
+    async def edit(self, request: EditRequest) -> GeneratedImage: ...
+
+    async def heatmap(self, request: EditRequest) -> GeneratedImage: ...
 
 
 Sleep = Callable[[float], Coroutine[Any, Any, None]]
@@ -74,6 +94,24 @@ class LocalProvider:
         width, height = image_dimensions(png)
         return GeneratedImage(png, "image/png", width, height, self.name)
 
+    async def edit(self, request: EditRequest) -> GeneratedImage:
+        """Applies the instruction as a caption over the source, with a colour grade."""
+        log.info("provider call", extra={"provider": self.name, "context": request.context})
+        if self._delay:
+            await self._sleep(self._delay)
+        png = await asyncio.to_thread(caption_image, request.source, request.prompt)
+        width, height = image_dimensions(png)
+        return GeneratedImage(png, "image/png", width, height, self.name)
+
+    async def heatmap(self, request: EditRequest) -> GeneratedImage:
+        """A real saliency heatmap (spectral residual) over the image."""
+        log.info("provider call", extra={"provider": self.name, "context": request.context})
+        if self._delay:
+            await self._sleep(self._delay)
+        png = await asyncio.to_thread(render_heatmap, request.source)
+        width, height = image_dimensions(png)
+        return GeneratedImage(png, "image/png", width, height, self.name)
+
 
 class ProviderChain:
     """The IMAGE_PROVIDERS fallback order (the next provider is tried when one fails for
@@ -90,15 +128,24 @@ class ProviderChain:
             raise ValueError("at least one image provider is needed")
         self.providers = tuple(providers)
 
-    async def generate(self, request: ImageRequest) -> GeneratedImage:
+    async def call(
+        self,
+        use: Callable[[ImageProvider], Awaitable[GeneratedImage]],
+        on_fallback: Callable[[str, str, ProviderError], Awaitable[None]] | None = None,
+    ) -> GeneratedImage:
+        """`use` each provider in order until one answers; the next is tried only after
+        a failure another provider may not have (`on_fallback` is told)."""
         last: ProviderError | None = None
-        for provider in self.providers:
+        for i, provider in enumerate(self.providers):
             try:
-                return await provider.generate(request)
+                return await use(provider)
             except ProviderError as exc:
-                if exc.code not in self.FALLBACK_CODES:
+                if exc.code not in self.FALLBACK_CODES or i == len(self.providers) - 1:
                     raise
                 last = exc
-                log.warning("provider %s failed (%s), trying the next", provider.name, exc.code)
+                nxt = self.providers[i + 1].name
+                log.warning("provider %s failed (%s), trying %s", provider.name, exc.code, nxt)
+                if on_fallback is not None:
+                    await on_fallback(provider.name, nxt, exc)
         assert last is not None
         raise last

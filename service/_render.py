@@ -751,3 +751,11 @@ def make_variants(png: bytes, widths: tuple[int, ...] = (400, 800)) -> dict[int,
 def image_dimensions(data: bytes) -> tuple[int, int]:
     """(width, height) of PNG, JPEG or WebP bytes; ValueError for anything else."""
     return _open(data).size
+
+
+_MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def image_format(data: bytes) -> str:
+    """The MIME type of PNG, JPEG or WebP bytes; ValueError for anything else."""
+    return _MIME_TYPES[str(_open(data).format)]

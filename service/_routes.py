@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -15,16 +17,30 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 import ratelimit
-from checkpoints import Operation
+from checkpoints import Operation, input_hash
 
-from ._accounts import check_generation_allowed
+from ._accounts import EDIT_CREDITS, check_generation_allowed
 from ._auth import Principal
-from ._errors import InsufficientCredits, NotFound, RunError
+from ._errors import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    NotFound,
+    PayloadTooLarge,
+    ProviderNotConfigured,
+    RunError,
+    TierLimit,
+    ValidationFailed,
+)
+from ._fetch import MAX_IMAGE_BYTES
 from ._generate import generation_cost
+from ._heatmap import upload_key
 from ._http import event_cursor, idempotency_key, limited_by, wants_async, wants_stream
-from ._schemas import GenerateBody, parse
+from ._render import image_format
+from ._schemas import EditBody, GenerateBody, HeatmapBody, VideoAnalysisBody, parse
 from ._state import Services
+from ._thumbnails import load_thumbnail
 from ._urls import check_public_urls
+from ._video import video_id_of
 
 #: Comment heartbeats on every stream at most this far apart (proxies idle out at ~60 s).
 HEARTBEAT_S = 10.0
@@ -37,50 +53,47 @@ def services(request: Request) -> Services:
 
 # -- creation ---------------------------------------------------------------------------
 
+#: The rate-limit route of each operation kind.
+ROUTE_OF_KIND: Mapping[str, str] = {
+    "thumbnail.generate": "generate",
+    "thumbnail.edit": "edit",
+    "heatmap": "heatmap",
+    "video.analyze": "video-analysis",
+}
 
-@limited_by("generate")
-async def create_thumbnails(request: Request) -> Response:
-    svc = services(request)
-    user = svc.auth.user(request).user_id
-    body = parse(GenerateBody, await request.body())
-    assert isinstance(body, GenerateBody)
-    key = idempotency_key(request)
-    inputs = body.model_dump(exclude_none=True)
-    if key is not None:
-        existing = await svc.store.find_operation(user, key)
-        if existing is not None:
-            # A replay: no rate-limit units, no new run; the same operation answers.
-            return await _answer_existing(request, svc, existing, "thumbnail.generate", inputs)
-    account = await svc.accounts.get(user)
-    check_generation_allowed(
-        account.tier, resolution=body.resolution, aspect_ratio=body.aspect_ratio,
-        variations=body.variations,
-    )
-    if body.reference_images:
-        await check_public_urls(
-            body.reference_images, allow_private=svc.settings.allow_private_urls
+
+async def _replay(
+    request: Request, svc: Services, user: str, key: str | None, kind: str,
+    inputs: dict[str, Any],
+) -> Response | None:
+    """The answer for a repeated Idempotency-Key (no rate-limit units, no new run), or
+    None for a new request. Another body under the same key → 422."""
+    if key is None:
+        return None
+    existing = await svc.store.find_operation(user, key)
+    if existing is None:
+        return None
+    if existing.input_hash != input_hash({"kind": kind, "input": inputs}):
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used for a request with a different body"
         )
-    cost = generation_cost(inputs)
-    if account.credits_remaining < cost:
-        raise InsufficientCredits(
-            f"this generation needs {cost} credits; {account.credits_remaining} remain"
-        )
-    decision = await ratelimit.enforce_rate_limit("generate", request, user, cost=cost)
-    return await _create(request, svc, user, "generate", "thumbnail.generate", inputs, key,
-                         decision)
+    await svc.operations.take_over_if_orphaned(existing)
+    return await respond(request, svc, existing, after=0, principal=Principal(user),
+                         headers=svc.limiter.policy_headers(ROUTE_OF_KIND[kind]))
 
 
 async def _create(
-    request: Request,
-    svc: Services,
-    user: str,
-    route_id: str,
-    kind: str,
-    inputs: dict[str, Any],
-    key: str | None,
-    decision: ratelimit.Decision,
+    request: Request, svc: Services, user: str, *, kind: str, inputs: dict[str, Any],
+    key: str | None, cost: int,
 ) -> Response:
-    slot = await svc.limiter.acquire_slot(route_id, user, ttl_s=svc.settings.lease_ttl_s)
+    """Charge the rate limit, hold a concurrency slot, create the operation, start it."""
+    route_id = ROUTE_OF_KIND[kind]
+    decision = await ratelimit.enforce_rate_limit(route_id, request, user, cost=cost)
+    try:
+        slot = await svc.limiter.acquire_slot(route_id, user, ttl_s=svc.settings.lease_ttl_s)
+    except ratelimit.RateLimitError:
+        await svc.limiter.refund(route_id, user, decision.cost)  # nothing was done
+        raise
     try:
         op, created = await svc.store.create_operation(
             user_id=user, kind=kind, input=inputs, idempotency_key=key
@@ -97,25 +110,133 @@ async def _create(
                          principal=Principal(user))
 
 
-async def _answer_existing(
-    request: Request, svc: Services, op: Operation, kind: str, inputs: dict[str, Any]
-) -> Response:
-    from checkpoints import input_hash
-
-    if op.input_hash != input_hash({"kind": kind, "input": inputs}):
-        from ._errors import IdempotencyConflict
-
-        raise IdempotencyConflict(
-            "this Idempotency-Key was used for a request with a different body"
+@limited_by("generate")
+async def create_thumbnails(request: Request) -> Response:
+    svc = services(request)
+    user = svc.auth.user(request).user_id
+    body = parse(GenerateBody, await request.body())
+    assert isinstance(body, GenerateBody)
+    key = idempotency_key(request)
+    inputs = body.model_dump(exclude_none=True)
+    if (replayed := await _replay(request, svc, user, key, "thumbnail.generate", inputs)):
+        return replayed
+    account = await svc.accounts.get(user)
+    check_generation_allowed(
+        account.tier, resolution=body.resolution, aspect_ratio=body.aspect_ratio,
+        variations=body.variations,
+    )
+    if body.reference_images:
+        await check_public_urls(
+            body.reference_images, allow_private=svc.settings.allow_private_urls
         )
-    await svc.operations.take_over_if_orphaned(op)
-    return await respond(request, svc, op, after=0, principal=Principal(op.user_id),
-                         headers=svc.limiter.policy_headers(_route_of(kind)))
+    cost = generation_cost(inputs)
+    if account.credits_remaining < cost:
+        raise InsufficientCredits(
+            f"this generation needs {cost} credits; {account.credits_remaining} remain"
+        )
+    return await _create(request, svc, user, kind="thumbnail.generate", inputs=inputs,
+                         key=key, cost=cost)
 
 
-def _route_of(kind: str) -> str:
-    return {"thumbnail.generate": "generate", "thumbnail.edit": "edit", "heatmap": "heatmap",
-            "video.analyze": "video-analysis"}[kind]
+@limited_by("edit")
+async def create_edit(request: Request) -> Response:
+    svc = services(request)
+    user = svc.auth.user(request).user_id
+    body = parse(EditBody, await request.body())
+    assert isinstance(body, EditBody)
+    key = idempotency_key(request)
+    source_id = request.path_params["thumbnail_id"]
+    if len(source_id) > 36:
+        raise NotFound("no such thumbnail")
+    inputs = {"source_thumbnail_id": source_id, **body.model_dump(exclude_none=True)}
+    if (replayed := await _replay(request, svc, user, key, "thumbnail.edit", inputs)):
+        return replayed
+    await load_thumbnail(svc.engine, user, source_id)  # 404 unless it is the caller's
+    if body.reference_images:
+        await check_public_urls(
+            body.reference_images, allow_private=svc.settings.allow_private_urls
+        )
+    account = await svc.accounts.get(user)
+    if account.credits_remaining < EDIT_CREDITS:
+        raise InsufficientCredits(
+            f"an edit needs {EDIT_CREDITS} credits; {account.credits_remaining} remain"
+        )
+    return await _create(request, svc, user, kind="thumbnail.edit", inputs=inputs, key=key,
+                         cost=EDIT_CREDITS)
+
+
+@limited_by("heatmap")
+async def create_heatmap(request: Request) -> Response:
+    svc = services(request)
+    user = svc.auth.user(request).user_id
+    body = parse(HeatmapBody, await request.body())
+    assert isinstance(body, HeatmapBody)
+    key = idempotency_key(request)
+    account = await svc.accounts.get(user)
+    if not account.tier.heatmaps:
+        raise TierLimit(f"heatmaps need the advanced or pro tier; yours is {account.tier.name}")
+    upload: bytes | None = None
+    inputs: dict[str, Any]
+    if body.thumbnail_id is not None:
+        await load_thumbnail(svc.engine, user, body.thumbnail_id)
+        inputs = {"thumbnail_id": body.thumbnail_id}
+    elif body.image_url is not None:
+        await check_public_urls([body.image_url],
+                                allow_private=svc.settings.allow_private_urls)
+        inputs = {"image_url": body.image_url}
+    else:
+        assert body.image_base64 is not None
+        assert body.mime_type is not None
+        upload = decode_image(body.image_base64, body.mime_type)
+        image_key, digest = upload_key(upload, body.mime_type)
+        inputs = {"image_key": image_key, "sha256": digest, "mime_type": body.mime_type}
+    if (replayed := await _replay(request, svc, user, key, "heatmap", inputs)):
+        return replayed
+    if upload is not None:
+        await svc.storage.put(inputs["image_key"], upload, inputs["mime_type"])
+    return await _create(request, svc, user, kind="heatmap", inputs=inputs, key=key, cost=1)
+
+
+def decode_image(encoded: str, mime_type: str) -> bytes:
+    """The bytes of a base64 image: 413 over 10 MB decoded, 400 unless it is an image of
+    the declared type."""
+    if len(encoded) * 3 // 4 > MAX_IMAGE_BYTES + 3:
+        raise PayloadTooLarge("the decoded image is larger than 10 MB")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise ValidationFailed("image_base64 is not valid base64") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise PayloadTooLarge("the decoded image is larger than 10 MB")
+    try:
+        actual = image_format(data)
+    except ValueError:
+        raise ValidationFailed("image_base64 is not a PNG, JPEG or WebP image") from None
+    if actual != mime_type:
+        raise ValidationFailed(f"image_base64 is not {mime_type}")
+    return data
+
+
+@limited_by("video-analysis")
+async def create_video_analysis(request: Request) -> Response:
+    svc = services(request)
+    user = svc.auth.user(request).user_id
+    body = parse(VideoAnalysisBody, await request.body())
+    assert isinstance(body, VideoAnalysisBody)
+    key = idempotency_key(request)
+    inputs = {"video_id": video_id_of(body.video)}
+    if (replayed := await _replay(request, svc, user, key, "video.analyze", inputs)):
+        return replayed
+    account = await svc.accounts.get(user)
+    if not account.tier.video_analysis:
+        raise TierLimit(f"video analysis needs the pro tier; yours is {account.tier.name}")
+    if "video.analyze" not in svc.operations.kinds:
+        raise ProviderNotConfigured(
+            "video analysis needs Gemini (GEMINI_API_KEY); the local provider cannot "
+            "analyze videos"
+        )
+    return await _create(request, svc, user, kind="video.analyze", inputs=inputs, key=key,
+                         cost=1)
 
 
 async def respond(
@@ -165,7 +286,7 @@ def accepted(
 
 
 async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
-    return svc.presenter(op, await svc.store.get_steps(op.id))
+    return await svc.presenter(op, await svc.store.get_steps(op.id))
 
 
 def stream_response(

@@ -95,8 +95,15 @@ class Settings:
     sync_wait_s: float = 120.0
     #: On SIGTERM, how long runs may take to checkpoint their current step.
     shutdown_grace_s: float = 20.0
-    #: Requests with a larger body are refused with 413.
-    max_body_bytes: int = 12 * 1024 * 1024
+    #: Requests with a larger body are refused with 413 (a 10 MB image in base64 fits).
+    max_body_bytes: int = 14 * 1024 * 1024
+    #: Provider calls: tries per call (at least 3), seconds per try, seconds in all.
+    provider_max_attempts: int = 4
+    provider_attempt_timeout_s: float = 90.0
+    provider_max_time_s: float = 180.0
+    #: How long an identical image's heatmap and a video's analysis are reused.
+    heatmap_cache_s: float = 30 * 86400.0
+    video_analysis_cache_s: float = 86400.0
     #: Instance name in leases and logs (default: host name and process id).
     instance_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
@@ -121,8 +128,12 @@ class Settings:
                 "DATABASE_URL must be postgresql+asyncpg://… or sqlite+aiosqlite:///…"
             )
         redis_url = (env.get("REDIS_URL") or "").strip() or None
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
-            raise SettingsError(f"REDIS_URL must be redis://… or rediss://…, got {redis_url!r}")
+        schemes = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+        if redis_url is not None and not redis_url.startswith(schemes):
+            raise SettingsError(
+                "REDIS_URL must be redis://… or rediss://… (redis+cluster://… for a Redis "
+                f"Cluster), got {redis_url.split('://')[0]}://…"
+            )
 
         providers = tuple(
             p.strip() for p in (env.get("IMAGE_PROVIDERS") or "local").split(",") if p.strip()
@@ -132,6 +143,10 @@ class Settings:
             raise SettingsError(
                 f"IMAGE_PROVIDERS must list some of {', '.join(PROVIDERS)}; got {unknown or '[]'}"
             )
+        for name in providers:
+            key = f"{name.upper()}_API_KEY"
+            if name != "local" and not env.get(key):
+                raise SettingsError(f"IMAGE_PROVIDERS lists {name} but {key} is not set")
         storage = (env.get("STORAGE_BACKEND") or "local").strip()
         if storage not in ("local", "supabase"):
             raise SettingsError(f"STORAGE_BACKEND must be local or supabase, got {storage!r}")
@@ -183,6 +198,15 @@ class Settings:
             sync_wait_s=_float(env, "SYNC_WAIT_S", defaults.sync_wait_s),
             shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", defaults.shutdown_grace_s),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
+            provider_max_attempts=_int(env, "PROVIDER_MAX_ATTEMPTS",
+                                       defaults.provider_max_attempts, minimum=3),
+            provider_attempt_timeout_s=_float(env, "PROVIDER_ATTEMPT_TIMEOUT_S",
+                                              defaults.provider_attempt_timeout_s, minimum=1),
+            provider_max_time_s=_float(env, "PROVIDER_MAX_TIME_S",
+                                       defaults.provider_max_time_s, minimum=1),
+            heatmap_cache_s=_float(env, "HEATMAP_CACHE_S", defaults.heatmap_cache_s),
+            video_analysis_cache_s=_float(env, "VIDEO_ANALYSIS_CACHE_S",
+                                          defaults.video_analysis_cache_s),
             instance_id=env.get("INSTANCE_ID") or defaults.instance_id,
         )
 

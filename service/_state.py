@@ -12,6 +12,7 @@ from checkpoints import CheckpointStore
 
 from ._accounts import Accounts
 from ._auth import Authenticator
+from ._fetch import ImageFetcher
 from ._metrics import Metrics
 from ._operations import Operations
 from ._present import Presenter
@@ -33,3 +34,4 @@ class Services:
     metrics: Metrics
     presenter: Presenter
     http: httpx.AsyncClient
+    fetcher: ImageFetcher

@@ -16,10 +16,12 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
-from ._errors import NotFound
+import httpx
+
+from ._errors import NotFound, StorageUnavailable
 
 SIGNED_URL_TTL_S: Final = 7 * 24 * 3600
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
@@ -42,9 +44,17 @@ def _segment(value: str) -> str:
 
 
 class Storage(Protocol):
-    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
-    async def get(self, key: str) -> tuple[bytes, str]: ...
-    def url(self, key: str, *, base_url: str | None) -> str: ...
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store (or overwrite: keys are deterministic) an object."""
+        ...
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        """The object and its content type; 404 `NotFound` when missing."""
+        ...
+
+    async def signed_url(self, key: str, *, base_url: str | None) -> str:
+        """A URL that serves the object for SIGNED_URL_TTL_S."""
+        ...
 
 
 class LocalStorage:
@@ -85,7 +95,7 @@ class LocalStorage:
     def sign(self, key: str, expires: int) -> str:
         return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
-    def url(self, key: str, *, base_url: str | None) -> str:
+    async def signed_url(self, key: str, *, base_url: str | None) -> str:
         expires = int(time.time()) + SIGNED_URL_TTL_S
         path = f"/v1/files/{quote(key)}?expires={expires}&signature={self.sign(key, expires)}"
         return f"{base_url}{path}" if base_url else path
@@ -108,3 +118,57 @@ def content_type_of(key: str) -> str:
     if key.endswith(".webp"):
         return "image/webp"
     return "application/octet-stream"
+
+
+class SupabaseStorage:
+    """Supabase Storage over its REST API: the key's first segment is the bucket
+    (`thumbnails/{user}/{id}/thumbnail.png` → bucket `thumbnails`), uploads upsert, and
+    links are Supabase's own signed URLs."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, service_key: str) -> None:
+        self._http = http
+        self._base = f"{base_url}/storage/v1"
+        self._headers = {"Authorization": f"Bearer {service_key}", "apikey": service_key}
+
+    @staticmethod
+    def _split(key: str) -> tuple[str, str]:
+        if not _KEY.match(key) or ".." in key.split("/") or "/" not in key:
+            raise NotFound("no such object")
+        bucket, _, path = key.partition("/")
+        return bucket, quote(path)
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, headers={**self._headers,
+                                                **kwargs.pop("headers", {})}, **kwargs)
+        except httpx.HTTPError:
+            raise StorageUnavailable("the object store could not be reached") from None
+        if response.status_code in (400, 404) and method == "GET":
+            raise NotFound("no such object")
+        if response.status_code >= 400:
+            raise StorageUnavailable(
+                f"the object store refused the request (HTTP {response.status_code})"
+            )
+        return response
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        bucket, path = self._split(key)
+        await self._request("POST", f"{self._base}/object/{bucket}/{path}", content=data,
+                            headers={"Content-Type": content_type, "x-upsert": "true"})
+
+    async def get(self, key: str) -> tuple[bytes, str]:
+        bucket, path = self._split(key)
+        response = await self._request("GET", f"{self._base}/object/{bucket}/{path}")
+        return response.content, response.headers.get("content-type", content_type_of(key))
+
+    async def signed_url(self, key: str, *, base_url: str | None) -> str:
+        bucket, path = self._split(key)
+        response = await self._request(
+            "POST", f"{self._base}/object/sign/{bucket}/{path}",
+            json={"expiresIn": SIGNED_URL_TTL_S},
+        )
+        signed = response.json().get("signedURL") or response.json().get("signedUrl")
+        if not isinstance(signed, str):
+            raise StorageUnavailable("the object store did not return a signed URL")
+        return f"{self._base}{signed}" if signed.startswith("/") else signed
+

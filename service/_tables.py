@@ -6,6 +6,7 @@ The checkpoint tables belong to `checkpoints`; the Alembic migrations create bot
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
@@ -53,3 +54,23 @@ thumbnails = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 sa.Index("ix_thumbnails_user_created", thumbnails.c.user_id, thumbnails.c.created_at)
+
+# Heatmaps by image content: an identical image within the retention window is answered
+# from here without a provider call.
+heatmaps = sa.Table(
+    "heatmaps",
+    metadata,
+    sa.Column("image_sha256", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("heatmap_key", sa.String(512), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Video analyses by YouTube video id, reused for a configurable time.
+video_analyses = sa.Table(
+    "video_analyses",
+    metadata,
+    sa.Column("video_id", sa.String(11), primary_key=True),
+    sa.Column("analytics", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -134,7 +134,7 @@ BAD_BODIES = [
     ("not-json", "title=hello", 400, "VALIDATION_ERROR"),
     ("json-array", "[1, 2]", 400, "VALIDATION_ERROR"),
     ("empty", "", 400, "VALIDATION_ERROR"),
-    ("huge", json.dumps({"title": "t", "custom_style": "x" * (13 * 1024 * 1024)}), 413,
+    ("huge", json.dumps({"title": "t", "custom_style": "x" * (15 * 1024 * 1024)}), 413,
      "PAYLOAD_TOO_LARGE"),
     ("tier-2K", json.dumps({"title": "t", "resolution": "2K"}), 403, "TIER_LIMIT"),
     ("tier-variations", json.dumps({"title": "t", "variations": 2}), 403, "TIER_LIMIT"),

@@ -52,7 +52,7 @@ async def test_concurrent_generations_never_overdraw_the_balance(spawn, service_
     limits = tmp_path / "limits.toml"
     limits.write_text('[routes.generate]\nlimit = 50\nwindow_s = 60\nconcurrency = 20\n')
     await set_account(service_env, "user-1", "free", 3)
-    server = spawn({**service_env, "RATE_LIMITS": str(limits)})
+    server = spawn({**service_env, "RATE_LIMITS": str(limits), "SYNC_WAIT_S": "120"})
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
         answers = await asyncio.gather(*(
             client.post("/v1/thumbnails", json={"title": f"t{i}"}, headers=auth())

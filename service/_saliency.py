@@ -1,0 +1,69 @@
+"""The local provider's attention heatmap: spectral-residual saliency (Hou & Zhang,
+CVPR 2007) rendered as a colour overlay on the image.
+
+The log-amplitude spectrum of an image, minus its local average, keeps what is
+"unexpected" in the image; transformed back with the original phase it marks the regions
+that draw the eye first.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+_WORK_SIZE = 128  # saliency is computed small; the map is smooth anyway
+
+
+def saliency_map(image: Image.Image) -> np.ndarray:
+    """Saliency in [0, 1] at the image's size (float32, height × width)."""
+    gray = image.convert("L")
+    small = gray.resize((_WORK_SIZE, _WORK_SIZE), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.float64) / 255.0
+    spectrum = np.fft.fft2(pixels)
+    log_amplitude = np.log(np.abs(spectrum) + 1e-9)
+    phase = np.angle(spectrum)
+    # Local average of the log spectrum: a 3×3 box filter (wrapping, like the spectrum).
+    average = sum(
+        np.roll(np.roll(log_amplitude, dy, axis=0), dx, axis=1)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    ) / 9.0
+    residual = log_amplitude - average
+    saliency = np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2
+    as_image = Image.fromarray(_normalised(saliency) * 255).convert("L")
+    blurred = as_image.filter(ImageFilter.GaussianBlur(radius=_WORK_SIZE / 32))
+    full = blurred.resize(image.size, Image.Resampling.BICUBIC)
+    return _normalised(np.asarray(full, dtype=np.float64)).astype(np.float32)
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def _colour_ramp(values: np.ndarray) -> np.ndarray:
+    """Blue → cyan → green → yellow → red, as uint8 RGB."""
+    stops = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    colours = np.array(
+        [[0, 0, 255], [0, 255, 255], [0, 255, 0], [255, 255, 0], [255, 0, 0]], dtype=np.float64
+    )
+    rgb = np.stack([np.interp(values, stops, colours[:, c]) for c in range(3)], axis=-1)
+    return rgb.astype(np.uint8)
+
+
+def render_heatmap(data: bytes) -> bytes:
+    """A PNG: the image under its saliency heatmap (hot = draws attention)."""
+    with Image.open(io.BytesIO(data)) as opened:
+        image = opened.convert("RGB")
+    saliency = saliency_map(image)
+    overlay = Image.fromarray(_colour_ramp(saliency), "RGB")
+    # More opaque where attention is high, so the picture stays readable elsewhere.
+    alpha = Image.fromarray((80 + saliency * 120).astype(np.uint8), "L")
+    composed = Image.composite(overlay, image, alpha)
+    out = io.BytesIO()
+    composed.save(out, "PNG", compress_level=4)
+    return out.getvalue()
