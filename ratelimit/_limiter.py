@@ -206,8 +206,10 @@ class RateLimiter:
         Returns the `Decision`; raises `RateLimitExceeded` (nothing charged) or, on a
         fail-closed route while the backend is unreachable, `RateLimitUnavailable`.
         """
-        route = self._route(route_id)
-        units = self._cost(route, cost)
+        route = self._routes.get(route_id)
+        if route is None:
+            route = self._route(route_id)  # raises UnknownRoute
+        units = route.policy.cost if cost is None else self._cost(route, cost)
         sent_at = self._clock()
         denial = self._denials.lookup(identity, route_id, units, sent_at)
         if denial is not None:
