@@ -42,10 +42,12 @@ end
 local function reset_of(i, level)
   return math.ceil((limits[i] * windows[i] - level) / limits[i])
 end
--- The key lives until the bucket is full again: a missing key means exactly that.
+-- The key lives until the bucket is full again (a missing key means exactly that), and at
+-- least a second: a key read after it is full reads as full, so it changes no decision, but
+-- a fast bucket would otherwise be deleted and made again on nearly every request.
 local function store(i, level, reset)
   local value = string.format('%%d %%d', level, now)
-  redis.call('SET', KEYS[i], value, 'PX', math.ceil(reset / 1000) + 1)
+  redis.call('SET', KEYS[i], value, 'PX', math.max(math.ceil(reset / 1000) + 1, 1000))
 end
 """
 

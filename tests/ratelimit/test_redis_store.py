@@ -3,6 +3,7 @@ the keys of an earlier version can disturb."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
 import redis.asyncio
 
@@ -84,3 +85,17 @@ async def test_backend_accepts_any_sequence_of_buckets(redis_url: str) -> None:
             assert (verdict.allowed, verdict.remaining) == (True, (expected,))
     finally:
         await backend.aclose()
+
+
+async def test_fast_bucket_keeps_its_key_for_a_second(redis_url: str) -> None:
+    """A bucket full again within milliseconds keeps its key a second, and then reads full."""
+    limiter = RateLimiter.from_url(redis_url, policies(RoutePolicy("fast", 1000, 1)))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        assert (await limiter.check("fast", "user:a")).headers["RateLimit"] == '"fast";r=999;t=1'
+        assert 900 < await client.pttl("rl:{user:a}:fast:bucket") <= 1000
+        await anyio.sleep(0.01)  # 10 units refill: the bucket is full, its key still there
+        assert (await limiter.check("fast", "user:a")).remaining == 999
+    finally:
+        await client.aclose()
+        await limiter.aclose()
