@@ -144,6 +144,13 @@ def document(*, dev_token: bool = False) -> dict[str, Any]:
         )
     paths: dict[str, Any] = {
         "/v1/thumbnails": _creation(GenerateBody, "Generate thumbnails"),
+        "/v1/thumbnails/{thumbnail_id}/edits": _creation(
+            EditBody, "A new thumbnail from one of the caller's own",
+            [{"name": "thumbnail_id", "in": "path", "required": True,
+              "schema": {"type": "string", "maxLength": 36}}],
+        ),
+        "/v1/heatmaps": _creation(HeatmapBody, "An attention heatmap of an image"),
+        "/v1/videos/analyses": _creation(VideoAnalysisBody, "Analyze a YouTube video"),
         "/v1/operations/{operation_id}": {"get": {
             "summary": "The operation snapshot", "security": SECURITY,
             "parameters": [OPERATION_ID],

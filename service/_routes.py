@@ -260,7 +260,9 @@ async def respond(
                     {"operation": await snapshot(svc, finished)}, headers=headers
                 )
             error = RunError(dict(finished.error or {}))
-            error.headers.update(headers)
+            # The failed operation stays addressable (e.g. to resume it).
+            base = svc.settings.public_base_url or ""
+            error.headers.update(headers, Location=f"{base}/v1/operations/{finished.id}")
             raise error
         op = await svc.store.get_operation(op.id)
     return accepted(request, svc, op, principal, headers)

@@ -13,16 +13,20 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
-_WORK_SIZE = 128  # saliency is computed small; the map is smooth anyway
+_WORK_WIDTH = 96  # saliency is computed small (the map is smooth anyway), keeping the ratio
+# Added to the amplitude before the log: exact zeros (flat synthetic areas) would otherwise
+# become deep negative spikes that the residual turns into ghost hot spots.
+_EPSILON = 1e-3
 
 
 def saliency_map(image: Image.Image) -> np.ndarray:
     """Saliency in [0, 1] at the image's size (float32, height × width)."""
     gray = image.convert("L")
-    small = gray.resize((_WORK_SIZE, _WORK_SIZE), Image.Resampling.BILINEAR)
+    height = max(8, round(_WORK_WIDTH * image.height / image.width))
+    small = gray.resize((_WORK_WIDTH, height), Image.Resampling.BILINEAR)
     pixels = np.asarray(small, dtype=np.float64) / 255.0
     spectrum = np.fft.fft2(pixels)
-    log_amplitude = np.log(np.abs(spectrum) + 1e-9)
+    log_amplitude = np.log(np.abs(spectrum) + _EPSILON)
     phase = np.angle(spectrum)
     # Local average of the log spectrum: a 3×3 box filter (wrapping, like the spectrum).
     average = sum(
@@ -33,7 +37,7 @@ def saliency_map(image: Image.Image) -> np.ndarray:
     residual = log_amplitude - average
     saliency = np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2
     as_image = Image.fromarray(_normalised(saliency) * 255).convert("L")
-    blurred = as_image.filter(ImageFilter.GaussianBlur(radius=_WORK_SIZE / 32))
+    blurred = as_image.filter(ImageFilter.GaussianBlur(radius=_WORK_WIDTH / 32))
     full = blurred.resize(image.size, Image.Resampling.BICUBIC)
     return _normalised(np.asarray(full, dtype=np.float64)).astype(np.float32)
 

@@ -1,0 +1,112 @@
+"""The outside world's edges on their own: Supabase Storage and the image fetcher."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from service._errors import NotFound, StorageUnavailable
+from service._fetch import FetchRefused, ImageFetcher
+from service._providers import ProviderError
+from service._storage import SIGNED_URL_TTL_S, SupabaseStorage
+
+pytestmark = pytest.mark.anyio
+
+SUPABASE = "https://project.supabase.test"
+
+
+async def test_supabase_storage_upserts_reads_and_signs():
+    """The key's first segment is the bucket; uploads upsert; links are signed URLs."""
+    async with httpx.AsyncClient() as http, respx.mock() as edge:
+        upload = edge.post(f"{SUPABASE}/storage/v1/object/thumbnails/u1/t1/thumbnail.png")
+        upload.mock(return_value=httpx.Response(200, json={"Key": "x"}))
+        edge.get(f"{SUPABASE}/storage/v1/object/thumbnails/u1/t1/thumbnail.png").mock(
+            return_value=httpx.Response(200, content=b"png!",
+                                        headers={"Content-Type": "image/png"}))
+        sign = edge.post(f"{SUPABASE}/storage/v1/object/sign/thumbnails/u1/t1/thumbnail.png")
+        sign.mock(return_value=httpx.Response(200, json={
+            "signedURL": "/object/sign/thumbnails/u1/t1/thumbnail.png?token=abc"}))
+        storage = SupabaseStorage(http, SUPABASE, "service-key")
+
+        await storage.put("thumbnails/u1/t1/thumbnail.png", b"png!", "image/png")
+        sent = upload.calls[0].request
+        assert sent.headers["x-upsert"] == "true"
+        assert sent.headers["authorization"] == "Bearer service-key"
+        assert sent.headers["content-type"] == "image/png"
+        assert await storage.get("thumbnails/u1/t1/thumbnail.png") == (b"png!", "image/png")
+        url = await storage.signed_url("thumbnails/u1/t1/thumbnail.png", base_url=None)
+        assert url == (f"{SUPABASE}/storage/v1/object/sign/thumbnails/u1/t1/thumbnail.png"
+                       "?token=abc")
+        assert sign.calls[0].request.content == f'{{"expiresIn":{SIGNED_URL_TTL_S}}}'.encode()
+
+
+async def test_supabase_storage_failures_are_clear():
+    """Missing objects are NOT_FOUND; an unreachable or refusing store is retryable 503."""
+    async with httpx.AsyncClient() as http, respx.mock() as edge:
+        edge.get(f"{SUPABASE}/storage/v1/object/thumbnails/none").mock(
+            return_value=httpx.Response(404, json={"error": "not found"}))
+        edge.post(f"{SUPABASE}/storage/v1/object/thumbnails/x").mock(
+            side_effect=httpx.ConnectError("refused"))
+        storage = SupabaseStorage(http, SUPABASE, "k")
+        with pytest.raises(NotFound):
+            await storage.get("thumbnails/none")
+        with pytest.raises(StorageUnavailable):
+            await storage.put("thumbnails/x", b"", "image/png")
+        with pytest.raises(NotFound):
+            await storage.get("../etc/passwd")
+
+
+async def fetcher_for(http: httpx.AsyncClient, **names: list[str]) -> ImageFetcher:
+    async def resolve(host: str, _port: int) -> list[str]:
+        return names[host.replace(".", "_")]
+
+    return ImageFetcher(http, resolver=resolve, max_bytes=1000)
+
+
+async def test_the_fetcher_connects_to_the_address_it_checked():
+    """A public name is fetched from its resolved address, with the Host header kept."""
+    async with httpx.AsyncClient() as http, respx.mock() as edge:
+        route = edge.get("http://93.184.216.34/a.png").mock(return_value=httpx.Response(
+            200, content=b"image", headers={"Content-Type": "image/png"}))
+        fetcher = await fetcher_for(http, images_example_com=["93.184.216.34"])
+        image = await fetcher.fetch("http://images.example.com/a.png")
+        assert (image.data, image.mime_type) == (b"image", "image/png")
+        assert route.calls[0].request.headers["host"] == "images.example.com"
+
+
+@pytest.mark.parametrize(
+    ("url", "answer"),
+    [
+        ("http://rebind_example_com/a.png", None),  # resolves to loopback
+        ("http://93.184.216.34/redirect", httpx.Response(
+            302, headers={"Location": "http://169.254.169.254/latest/meta-data"})),
+        ("http://93.184.216.34/big", httpx.Response(
+            200, content=b"x" * 2000, headers={"Content-Type": "image/png"})),
+        ("http://93.184.216.34/page", httpx.Response(
+            200, content=b"<html>", headers={"Content-Type": "text/html"})),
+        ("http://93.184.216.34/missing", httpx.Response(404)),
+        ("ftp://93.184.216.34/a.png", None),
+    ],
+    ids=["private-name", "redirect-to-metadata", "too-big", "not-an-image", "404", "ftp"],
+)
+async def test_the_fetcher_refuses_what_it_must_not_fetch(url, answer):
+    """Private targets (also behind a redirect), oversize bodies, non-images, errors."""
+    async with httpx.AsyncClient() as http, respx.mock(assert_all_called=False) as edge:
+        if answer is not None:
+            edge.get(url).mock(return_value=answer)
+        fetcher = await fetcher_for(http, rebind_example_com=["127.0.0.1"])
+        with pytest.raises(FetchRefused) as info:
+            await fetcher.fetch(url.replace("_", "."))
+        assert info.value.retryable is False
+
+
+async def test_an_unreachable_image_host_is_a_retryable_provider_failure():
+    """Connection errors while fetching are worth a retry."""
+    async with httpx.AsyncClient() as http, respx.mock() as edge:
+        edge.get("http://93.184.216.34/a.png").mock(side_effect=httpx.ConnectError("down"))
+        fetcher = await fetcher_for(http)
+        with pytest.raises(ProviderError) as info:
+            await fetcher.fetch("http://93.184.216.34/a.png")
+        assert info.value.retryable is True
+        assert info.value.code == "PROVIDER_UNAVAILABLE"

@@ -1,0 +1,115 @@
+"""The retry policy on its own, on a fake clock (no real sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service._providers import ProviderError
+from service._retry import RetryPolicy
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def failing(*errors: ProviderError, then: str = "ok"):
+    calls = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return then
+
+    attempt.calls = calls  # type: ignore[attr-defined]
+    return attempt
+
+
+UNAVAILABLE = ProviderError("PROVIDER_UNAVAILABLE", "down", retryable=True)
+
+
+async def no_events(*_args) -> None:
+    return None
+
+
+async def test_full_jitter_stays_within_the_exponential_bound():
+    """Each delay is in [0, base·2^n] capped at max_delay (backoff's full jitter)."""
+    clock = Clock()
+    policy = RetryPolicy(max_attempts=6, base_delay_s=1, max_delay_s=5, sleep=clock.sleep,
+                         clock=clock, max_total_s=1000)
+    attempt = failing(*[UNAVAILABLE] * 5)
+    assert await policy.call(attempt, no_events) == "ok"
+    for n, delay in enumerate(clock.slept):
+        assert 0 <= delay <= min(5, 2 ** n)
+
+
+async def test_retry_after_is_honoured_but_capped():
+    """Never sooner than Retry-After; never longer than the cap."""
+    clock = Clock()
+    policy = RetryPolicy(retry_after_cap_s=10, sleep=clock.sleep, clock=clock,
+                         jitter=lambda wait: wait)
+    attempt = failing(
+        ProviderError("PROVIDER_RATE_LIMITED", "slow", retryable=True, retry_after=4),
+        ProviderError("PROVIDER_RATE_LIMITED", "slow", retryable=True, retry_after=600),
+    )
+    announced = []
+
+    async def on_retry(attempt_no, delay, error):
+        announced.append((attempt_no, delay, error.code))
+
+    assert await policy.call(attempt, on_retry) == "ok"
+    assert clock.slept == [4, 10]
+    assert announced == [(2, 4, "PROVIDER_RATE_LIMITED"), (3, 10, "PROVIDER_RATE_LIMITED")]
+
+
+async def test_attempts_and_total_time_are_bounded():
+    """4 tries by default; a retry that would pass the total budget is not made."""
+    clock = Clock()
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock, jitter=lambda wait: wait)
+    attempt = failing(*[UNAVAILABLE] * 10)
+    with pytest.raises(ProviderError):
+        await policy.call(attempt, no_events)
+    assert len(attempt.calls) == 4
+    clock = Clock()
+    tight = RetryPolicy(sleep=clock.sleep, clock=clock, jitter=lambda wait: wait,
+                        max_total_s=2.5)
+    attempt = failing(*[UNAVAILABLE] * 10)
+    with pytest.raises(ProviderError):
+        await tight.call(attempt, no_events)
+    assert clock.slept == [1]  # 1 s; the next retry (2 s later) would end past 2.5 s
+    with pytest.raises(ValueError, match="at least 3"):
+        RetryPolicy(max_attempts=2)
+
+
+async def test_only_retryable_errors_are_retried_and_slow_attempts_time_out():
+    """A non-retryable error ends at once; an attempt past its timeout is a retryable
+    PROVIDER_TIMEOUT."""
+    clock = Clock()
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock, attempt_timeout_s=0.05)
+    blocked = failing(ProviderError("CONTENT_BLOCKED", "no", retryable=False))
+    with pytest.raises(ProviderError) as info:
+        await policy.call(blocked, no_events)
+    assert info.value.code == "CONTENT_BLOCKED"
+    assert blocked.calls == [1]
+
+    async def hangs() -> str:
+        await asyncio.sleep(10)
+        return "never"
+
+    with pytest.raises(ProviderError) as info:
+        await policy.call(hangs, no_events)
+    assert info.value.code == "PROVIDER_TIMEOUT"
+    assert len(clock.slept) == 3
