@@ -186,3 +186,25 @@ async def test_the_token_command_prints_a_token_the_service_accepts(client, serv
     account = await client.get("/v1/account",
                                headers={"Authorization": f"Bearer {out.decode().strip()}"})
     assert account.json()["user_id"] == "cli-user"
+
+
+async def test_accounts_and_prune_commands(client, service_env):
+    """`accounts set` changes tier and credits; `prune` deletes old finished operations
+    (here: all finished ones, with an age of zero days)."""
+
+    async def command(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service", *args, cwd=ROOT,
+            env={**child_env(), **service_env}, stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, args
+        return out.decode()
+
+    assert "tier pro, 42 credits" in await command("accounts", "set", "user-1", "--tier",
+                                                   "pro", "--credits", "42")
+    assert (await client.get("/v1/account", headers=auth())).json()["tier"] == "pro"
+    done = await client.post("/v1/thumbnails", json={"title": "old"}, headers=auth())
+    op_id = done.json()["operation"]["id"]
+    assert "deleted 1 finished operations" in await command("prune", "--older-than-days", "0")
+    assert (await client.get(f"/v1/operations/{op_id}", headers=auth())).status_code == 404

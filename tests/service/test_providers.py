@@ -457,3 +457,18 @@ async def test_the_local_provider_draws_a_saliency_heatmap_and_edits(client, ser
                                headers=auth())
     assert edited.status_code == 200, edited.text
     assert edited.json()["operation"]["result"]["credits_used"] == 2
+
+
+async def test_reference_images_go_to_gemini_inline(api, edge, provider_env):
+    """reference_images are fetched (public address) and sent as inlineData parts."""
+    reference = png(40, 40, "white")
+    edge.get("http://93.184.216.34/face.png").mock(return_value=httpx.Response(
+        200, content=reference, headers={"Content-Type": "image/png"}))
+    generate = edge.post(IMAGE_URL).mock(return_value=image_answer())
+    done = await api.post("/v1/thumbnails", json={
+        "title": "with a face", "reference_images": ["http://93.184.216.34/face.png"]},
+        headers=auth())
+    assert done.status_code == 200, done.text
+    parts = json.loads(generate.calls[0].request.content)["contents"][0]["parts"]
+    assert "1 attached reference image" in parts[0]["text"]
+    assert base64.b64decode(parts[1]["inlineData"]["data"]) == reference
