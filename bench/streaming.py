@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from checkpoints import create_engine  # noqa: E402
 from service import migrate  # noqa: E402
 from service._accounts import Accounts  # noqa: E402
-from service._render import ThumbnailSpec, make_variants, render_thumbnail  # noqa: E402
+from service._images import make_variants  # noqa: E402
+from service._render import ThumbnailSpec, render_thumbnail  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 from tests.service.conftest import SECRET, ServiceProcess, auth  # noqa: E402
 

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -37,7 +36,9 @@ from ._models import (
     canonical_json,
     input_hash,
 )
-from ._notify import CHANNEL, PgListener, Waiters
+from ._notify import PgListener, Waiters
+from ._pg_write import pg_write_statement
+from ._rows import aware, operation_of, step_of
 from ._schema import metadata, operation_events, operation_steps, operations
 
 Clock = Callable[[], float]
@@ -175,7 +176,7 @@ class CheckpointStore:
             row = (await conn.execute(stmt)).first()
         if row is None:
             raise OperationNotFound(operation_id)
-        return _operation(row)
+        return operation_of(row)
 
     async def find_operation(self, user_id: str, idempotency_key: str) -> Operation | None:
         stmt = sa.select(operations).where(
@@ -183,7 +184,7 @@ class CheckpointStore:
         )
         async with self._single.connect() as conn:
             row = (await conn.execute(stmt)).first()
-        return None if row is None else _operation(row)
+        return None if row is None else operation_of(row)
 
     async def request_cancel(self, operation_id: str) -> bool:
         """Ask the owner of an unfinished operation to stop; False when it has finished.
@@ -314,7 +315,7 @@ class CheckpointStore:
         )
         async with self._single.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_step(row) for row in rows]
+        return [step_of(row) for row in rows]
 
     async def record_step(
         self,
@@ -361,7 +362,7 @@ class CheckpointStore:
         )
         async with self._single.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [Event(row.seq, row.type, row.data, _aware(row.created_at)) for row in rows]
+        return [Event(row.seq, row.type, row.data, aware(row.created_at)) for row in rows]
 
     async def wait_for_events(
         self, operation_id: str, after: int, timeout: float, *, limit: int = 1000
@@ -519,7 +520,7 @@ class CheckpointStore:
             )
         if event is not None:
             params.update(e_type=event[0], e_data=canonical_json(dict(event[1])))
-        stmt = _pg_write_statement(
+        stmt = pg_write_statement(
             fenced=lease is not None,
             op_columns=tuple(sorted(name for name in sets if name != "updated_at")),
             with_step=step is not None,
@@ -590,91 +591,5 @@ class CheckpointStore:
         return Written(seq, bool(row.cancel_requested))
 
 
-@cache
-def _pg_write_statement(
-    *, fenced: bool, op_columns: tuple[str, ...], with_step: bool, with_event: bool
-) -> sa.TextClause:
-    """One statement for a whole fenced write: the operation row is the fence (and hands
-    out the event's sequence number under its row lock); step and event rows are
-    inserted only when the fence let the update through."""
-    casts = {"result": "CAST(:op_result AS jsonb)", "error": "CAST(:op_error AS jsonb)"}
-    sets = ["updated_at = :now"]
-    sets += [f"{name} = {casts.get(name, ':op_' + name)}" for name in op_columns]
-    if with_event:
-        sets.append("event_seq = event_seq + 1")
-    where = "id = :op_id" + (" AND lease_token = :token" if fenced else "")
-    parts = [
-        f"op AS (UPDATE operations SET {', '.join(sets)} WHERE {where} "
-        "RETURNING event_seq, cancel_requested)"
-    ]
-    if with_step:
-        parts.append(
-            "st AS (INSERT INTO operation_steps (operation_id, key, position, status, "
-            "attempts, output, error, started_at, finished_at) "
-            "SELECT :op_id, :s_key, :s_position, :s_status, :s_attempts, "
-            "CAST(:s_output AS jsonb), CAST(:s_error AS jsonb), :s_started_at, :s_finished_at "
-            "FROM op ON CONFLICT (operation_id, key) DO UPDATE SET "
-            "status = EXCLUDED.status, attempts = EXCLUDED.attempts, output = EXCLUDED.output, "
-            "error = EXCLUDED.error, started_at = EXCLUDED.started_at, "
-            "finished_at = EXCLUDED.finished_at)"
-        )
-    if with_event:
-        parts.append(
-            "ev AS (INSERT INTO operation_events (operation_id, seq, type, data, created_at) "
-            "SELECT :op_id, event_seq, :e_type, CAST(:e_data AS jsonb), :now FROM op "
-            "RETURNING seq)"
-        )
-        final = (
-            f"SELECT ev.seq AS seq, op.cancel_requested AS cancel_requested, "
-            f"pg_notify('{CHANNEL}', :op_id || '/' || ev.seq) FROM ev, op"
-        )
-    else:
-        final = (
-            "SELECT CAST(NULL AS integer) AS seq, op.cancel_requested AS cancel_requested "
-            "FROM op"
-        )
-    return sa.text("WITH " + ", ".join(parts) + " " + final)
-
-
 def _json_or_none(value: JSON | None) -> str | None:
     return None if value is None else canonical_json(value)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything this store writes is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _operation(row: sa.Row[Any]) -> Operation:
-    return Operation(
-        id=row.id,
-        user_id=row.user_id,
-        kind=row.kind,
-        status=row.status,
-        input=row.input,
-        input_hash=row.input_hash,
-        idempotency_key=row.idempotency_key,
-        result=row.result,
-        error=row.error,
-        lease_token=int(row.lease_token),
-        lease_owner=row.lease_owner,
-        lease_expires_at=row.lease_expires_at,
-        last_seq=int(row.event_seq),
-        cancel_requested=bool(row.cancel_requested),
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
-        finished_at=None if row.finished_at is None else _aware(row.finished_at),
-    )
-
-
-def _step(row: sa.Row[Any]) -> StepRecord:
-    return StepRecord(
-        key=row.key,
-        position=int(row.position),
-        status=row.status,
-        attempts=int(row.attempts),
-        output=row.output,
-        error=row.error,
-        started_at=None if row.started_at is None else _aware(row.started_at),
-        finished_at=None if row.finished_at is None else _aware(row.finished_at),
-    )

@@ -7,7 +7,7 @@ import io
 
 from PIL import Image, ImageDraw, ImageEnhance
 
-from ._render import _draw_text_block, _fit_text
+from ._text import draw_text_block, fit_text
 
 
 def caption_image(source: bytes, instruction: str) -> bytes:
@@ -21,11 +21,11 @@ def caption_image(source: bytes, instruction: str) -> bytes:
     ImageDraw.Draw(overlay).rectangle((0, 0, width, band), fill=(10, 10, 20, 170))
     image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     margin = max(8, width // 40)
-    fitted = _fit_text(
+    fitted = fit_text(
         instruction.strip().upper() or "EDIT", width - 2 * margin, band - margin,
         max_lines=2, min_size=max(8, band // 6), max_size=max(10, band // 2),
     )
-    _draw_text_block(
+    draw_text_block(
         ImageDraw.Draw(image), fitted, (margin, margin // 2, width - margin, band - margin // 2),
         "center", fill=(255, 230, 60), outline=(0, 0, 0), shadow=max(1, band // 30),
     )

@@ -13,10 +13,10 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._fetch import ImageFetcher
+from ._images import image_dimensions
 from ._prompts import ANALYTICS_SCHEMA, HEATMAP_PROMPT, VIDEO_PROMPT, edit_prompt, thumbnail_prompt
 from ._provider_http import BLOCKED_FINISH_REASONS, post_json
 from ._providers import EditRequest, GeneratedImage, ImageRequest, ProviderError
-from ._render import image_dimensions
 
 log = logging.getLogger("service.providers")
 

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
 from ._fetch import ImageFetcher
+from ._images import image_dimensions
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
 from ._providers import EditRequest
-from ._render import image_dimensions
 from ._storage import Storage, content_type_of
 from ._tables import heatmaps
 from ._thumbnails import load_thumbnail

@@ -10,10 +10,10 @@ from typing import Any, Final
 import httpx
 
 from ._fetch import ImageFetcher
+from ._images import image_dimensions
 from ._prompts import HEATMAP_PROMPT, edit_prompt, thumbnail_prompt
 from ._provider_http import post_json
 from ._providers import EditRequest, GeneratedImage, ImageRequest, ProviderError
-from ._render import image_dimensions
 
 log = logging.getLogger("service.providers")
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._caption import caption_image
-from ._render import ThumbnailSpec, image_dimensions, render_thumbnail
+from ._images import image_dimensions
+from ._render import ThumbnailSpec, render_thumbnail
 from ._saliency import render_heatmap
 
 log = logging.getLogger("service.providers")

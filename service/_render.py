@@ -7,7 +7,6 @@ and an emotion cue (a drawn face, or an arrow when no emotion was asked for). Ev
 looks random is seeded from a SHA-256 of the spec, so the same spec always gives the same bytes
 and the four variations differ in layout, background and colour order.
 
-`make_variants` and `image_dimensions` serve every provider's output, not only this one's.
 The module is CPU-bound and synchronous; callers run it in a worker thread.
 """
 
@@ -23,22 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image, ImageColor, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw
+
+from ._text import BLACK, RGB, Align, draw_text_block, fit_text
 
 RESOLUTIONS = ("1K", "2K", "4K")
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 
 _LONG_SIDE = {"1K": 1280, "2K": 2560, "4K": 3840}
 _MAX_VARIATIONS = 4
-_ELLIPSIS = "…"
 _MAX_TEXT_CHARS = 1000
 # Level 4 keeps a 4K card's encoding well under a second; the flat colours compress fine.
 _PNG_COMPRESS_LEVEL = 4
-_JPEG_QUALITY = 85
 
-RGB = tuple[int, int, int]
 Box = tuple[float, float, float, float]
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont | ImageFont.TransposedFont
 
 
 def image_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -113,7 +110,6 @@ _MOODS: tuple[tuple[tuple[str, ...], Expression, float], ...] = (
     (("love", "heart", "romant"), "love", 0.95),
 )
 
-_BLACK: RGB = (0, 0, 0)
 _WHITE: RGB = (255, 255, 255)
 _FACE_YELLOW: RGB = (255, 204, 34)
 _HEX_WITHOUT_HASH = re.compile(r"[0-9a-fA-F]{3}|[0-9a-fA-F]{6}")
@@ -217,7 +213,6 @@ def _palette(spec: ThumbnailSpec) -> list[RGB]:
 # --- layout --------------------------------------------------------------------------------
 
 Background = Literal["diagonal", "radial", "split", "bokeh"]
-Align = Literal["left", "center", "right"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,146 +240,6 @@ _TALL_LAYOUTS = (
     _Layout("bokeh", (0.06, 0.50, 0.94, 0.94), "right", (0.30, 0.30), 0.28, True),
 )
 _BAND_FRACTION = 0.12
-
-
-# --- text ----------------------------------------------------------------------------------
-
-
-def _font(size: int) -> Font:
-    # No system fonts can be assumed; Pillow ≥ 10.1 bundles a scalable one.
-    return ImageFont.load_default(size=size)
-
-
-def _stroke(size: int) -> int:
-    return max(2, round(size * 0.09))
-
-
-def _wrap(text: str, font: Font, width: float, stroke: int) -> list[str]:
-    """Greedy word wrap by measured width; a word wider than a line is split by characters."""
-
-    def fits(candidate: str) -> bool:
-        return font.getlength(candidate) + 2 * stroke <= width
-
-    lines: list[str] = []
-    current = ""
-    for word in text.split():
-        candidate = f"{current} {word}" if current else word
-        if fits(candidate):
-            current = candidate
-            continue
-        if current:
-            lines.append(current)
-        current = ""
-        for char in word:
-            if current and not fits(current + char):
-                lines.append(current)
-                current = ""
-            current += char
-    if current:
-        lines.append(current)
-    return lines
-
-
-def _line_height(font: Font, stroke: int) -> int:
-    if isinstance(font, ImageFont.FreeTypeFont):
-        ascent, descent = font.getmetrics()
-        return ascent + descent + 2 * stroke
-    bbox = font.getbbox("Ag")
-    return int(bbox[3] - bbox[1]) + 2 * stroke
-
-
-@dataclass(frozen=True, slots=True)
-class _FittedText:
-    font: Font
-    lines: list[str]
-    line_height: int
-    stroke: int
-
-
-def _fit_text(
-    text: str, width: float, height: float, *, max_lines: int, min_size: int, max_size: int
-) -> _FittedText:
-    """The largest font size at which `text` wraps inside width × height in ≤ max_lines.
-
-    When even min_size does not fit, the lines that fit are kept and the last one ends in
-    an ellipsis: a thumbnail with a cut title beats one whose text runs off the card.
-    """
-
-    def attempt(size: int) -> _FittedText:
-        font = _font(size)
-        stroke = _stroke(size)
-        return _FittedText(
-            font, _wrap(text, font, width, stroke), _line_height(font, stroke), stroke
-        )
-
-    def fits(fitted: _FittedText) -> bool:
-        return len(fitted.lines) <= max_lines and len(fitted.lines) * fitted.line_height <= height
-
-    min_size = max(1, min(min_size, max_size))
-    low, high = min_size, max_size
-    best: _FittedText | None = None
-    # Binary search: text width grows monotonically with the font size.
-    while low <= high:
-        middle = (low + high) // 2
-        fitted = attempt(middle)
-        if fits(fitted):
-            best, low = fitted, middle + 1
-        else:
-            high = middle - 1
-    if best is not None:
-        return best
-    fitted = attempt(min_size)
-    room = max(1, min(max_lines, int(height // fitted.line_height)))
-    lines = fitted.lines[:room]
-    last = lines[-1] if lines else ""
-    while last and fitted.font.getlength(last + _ELLIPSIS) + 2 * fitted.stroke > width:
-        last = last[:-1]
-    lines[-1:] = [last.rstrip() + _ELLIPSIS]
-    return _FittedText(fitted.font, lines, fitted.line_height, fitted.stroke)
-
-
-def _draw_text_block(
-    draw: ImageDraw.ImageDraw,
-    fitted: _FittedText,
-    box: tuple[int, int, int, int],
-    align: Align,
-    *,
-    fill: RGB,
-    outline: RGB,
-    shadow: int,
-) -> None:
-    x0, y0, x1, y1 = box
-    top = y0 + (y1 - y0 - len(fitted.lines) * fitted.line_height) // 2
-    # A slight emboldening stroke in the fill colour: the bundled font has no bold face.
-    bold = max(1, fitted.stroke // 4)
-    for index, line in enumerate(fitted.lines):
-        line_width = fitted.font.getlength(line) + 2 * fitted.stroke
-        if align == "left":
-            x = float(x0)
-        elif align == "right":
-            x = x1 - line_width
-        else:
-            x = x0 + (x1 - x0 - line_width) / 2
-        position = (x + fitted.stroke, top + index * fitted.line_height + fitted.stroke)
-        if shadow:
-            shadow_position = (position[0] + shadow, position[1] + shadow)
-            draw.text(
-                shadow_position,
-                line,
-                font=fitted.font,
-                fill=_BLACK,
-                stroke_width=fitted.stroke,
-                stroke_fill=_BLACK,
-            )
-        draw.text(
-            position,
-            line,
-            font=fitted.font,
-            fill=fill,
-            stroke_width=fitted.stroke,
-            stroke_fill=outline,
-        )
-        draw.text(position, line, font=fitted.font, fill=fill, stroke_width=bold, stroke_fill=fill)
 
 
 # --- background and cues -------------------------------------------------------------------
@@ -482,7 +337,7 @@ def _draw_face(
 ) -> None:
     line = max(2, round(r * 0.07))
     draw.ellipse((cx - r * 1.18, cy - r * 1.18, cx + r * 1.18, cy + r * 1.18), fill=glow)
-    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_FACE_YELLOW, outline=_BLACK, width=line)
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_FACE_YELLOW, outline=BLACK, width=line)
     dark = (40, 24, 10)
     eye_y, eye_dx = cy - 0.22 * r, 0.36 * r
     for side in (-1, 1):
@@ -599,7 +454,7 @@ def _draw_arrow(
     points = [
         (cx + r * (x * cos_a - y * sin_a), cy + r * (x * sin_a + y * cos_a)) for x, y in shape
     ]
-    draw.polygon(points, fill=colour, outline=_BLACK, width=max(2, round(r * 0.06)))
+    draw.polygon(points, fill=colour, outline=BLACK, width=max(2, round(r * 0.06)))
 
 
 # --- the card ------------------------------------------------------------------------------
@@ -640,9 +495,9 @@ def render_thumbnail(spec: ThumbnailSpec) -> bytes:
     if title_line:
         band_box = (0, band_y, width, band_y + band_h)
         band = image.crop(band_box)
-        image.paste(Image.blend(band, Image.new("RGB", band.size, _BLACK), 0.55), band_box[:2])
+        image.paste(Image.blend(band, Image.new("RGB", band.size, BLACK), 0.55), band_box[:2])
         pad = round(0.03 * width)
-        fitted = _fit_text(
+        fitted = fit_text(
             title_line,
             width - 2 * pad,
             band_h * 0.9,
@@ -650,13 +505,13 @@ def render_thumbnail(spec: ThumbnailSpec) -> bytes:
             min_size=max(8, round(band_h * 0.22)),
             max_size=round(band_h * 0.55),
         )
-        _draw_text_block(
+        draw_text_block(
             draw,
             fitted,
             (pad, band_y, width - pad, band_y + band_h),
             "left",
             fill=_WHITE,
-            outline=_mix(colours[1], _BLACK, 0.6),
+            outline=_mix(colours[1], BLACK, 0.6),
             shadow=0,
         )
 
@@ -680,7 +535,7 @@ def render_thumbnail(spec: ThumbnailSpec) -> bytes:
 
     if main_text:
         box_w, box_h = text_box[2] - text_box[0], text_box[3] - text_box[1]
-        fitted = _fit_text(
+        fitted = fit_text(
             main_text.upper(),
             box_w,
             box_h,
@@ -690,72 +545,16 @@ def render_thumbnail(spec: ThumbnailSpec) -> bytes:
         )
         # Yellow on alternate variations: the two fills that stay readable on any background.
         fill = _WHITE if spec.variation % 2 else (255, 230, 0)
-        _draw_text_block(
+        draw_text_block(
             draw,
             fitted,
             text_box,
             layout.align,
             fill=fill,
-            outline=_BLACK,
+            outline=BLACK,
             shadow=max(2, round(fitted.stroke * 0.8)),
         )
 
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
     return out.getvalue()
-
-
-# --- variants and inspection ---------------------------------------------------------------
-
-
-def _open(data: bytes) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP"))
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a PNG, JPEG or WebP image: {exc}") from exc
-    return image
-
-
-def make_variants(png: bytes, widths: tuple[int, ...] = (400, 800)) -> dict[int, bytes]:
-    """JPEG variants (quality 85) keyed by requested width, keeping the aspect ratio.
-
-    Never enlarged: a source narrower than a width is kept at its own width. Accepts PNG,
-    JPEG or WebP; transparency is flattened onto white because JPEG has no alpha.
-    """
-    if any(w < 1 for w in widths):
-        raise ValueError(f"variant widths must be positive, got {widths}")
-    source = _open(png)
-    if source.mode in ("RGBA", "LA") or (source.mode == "P" and "transparency" in source.info):
-        rgba = source.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, _WHITE)
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        source = flat
-    elif source.mode != "RGB":
-        source = source.convert("RGB")
-    variants: dict[int, bytes] = {}
-    for width in widths:
-        target_w = min(width, source.width)
-        target_h = max(1, round(source.height * target_w / source.width))
-        resized = (
-            source
-            if target_w == source.width
-            else source.resize((target_w, target_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        )
-        out = io.BytesIO()
-        resized.save(out, format="JPEG", quality=_JPEG_QUALITY, optimize=True)
-        variants[width] = out.getvalue()
-    return variants
-
-
-def image_dimensions(data: bytes) -> tuple[int, int]:
-    """(width, height) of PNG, JPEG or WebP bytes; ValueError for anything else."""
-    return _open(data).size
-
-
-_MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-
-
-def image_format(data: bytes) -> str:
-    """The MIME type of PNG, JPEG or WebP bytes; ValueError for anything else."""
-    return _MIME_TYPES[str(_open(data).format)]

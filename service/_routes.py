@@ -35,7 +35,7 @@ from ._fetch import MAX_IMAGE_BYTES
 from ._generate import generation_cost
 from ._heatmap import upload_key
 from ._http import event_cursor, idempotency_key, limited_by, wants_async, wants_stream
-from ._render import image_format
+from ._images import image_format
 from ._schemas import EditBody, GenerateBody, HeatmapBody, VideoAnalysisBody, parse
 from ._state import Services
 from ._thumbnails import load_thumbnail

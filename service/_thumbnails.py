@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._errors import NotFound
-from ._render import make_variants
+from ._images import make_variants
 from ._storage import Storage, thumbnail_keys
 from ._tables import thumbnails
 

@@ -9,17 +9,15 @@ from collections.abc import Callable
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from service._images import image_dimensions, make_variants
 from service._render import (
     ASPECT_RATIOS,
     RESOLUTIONS,
     ThumbnailSpec,
-    _fit_text,
-    _font,
-    image_dimensions,
     image_size,
-    make_variants,
     render_thumbnail,
 )
+from service._text import fit_text, font
 
 TITLE = "I Tried Every Budget Camera So You Don't Have To"
 
@@ -202,7 +200,7 @@ def test_long_title_and_long_text_still_render() -> None:
 def test_text_that_cannot_fit_is_wrapped_then_cut_with_an_ellipsis() -> None:
     """Text too long for its box at the smallest size keeps only the lines that fit, each within
     the box's width, and ends in an ellipsis."""
-    fitted = _fit_text("word " * 400, 300, 100, max_lines=3, min_size=12, max_size=60)
+    fitted = fit_text("word " * 400, 300, 100, max_lines=3, min_size=12, max_size=60)
     assert 1 <= len(fitted.lines) <= 3
     assert len(fitted.lines) * fitted.line_height <= 100
     assert fitted.lines[-1].endswith("…")
@@ -212,13 +210,13 @@ def test_text_that_cannot_fit_is_wrapped_then_cut_with_an_ellipsis() -> None:
 
 def test_short_text_grows_to_fill_its_box() -> None:
     """Short text is set at the largest size that fits, and a long word is split, not overflowed."""
-    fitted = _fit_text("WOW", 600, 300, max_lines=4, min_size=10, max_size=200)
+    fitted = fit_text("WOW", 600, 300, max_lines=4, min_size=10, max_size=200)
     assert fitted.lines == ["WOW"]
     assert fitted.line_height > 150
-    split = _fit_text("A" * 80, 200, 400, max_lines=10, min_size=10, max_size=40)
+    split = fit_text("A" * 80, 200, 400, max_lines=10, min_size=10, max_size=40)
     assert "".join(split.lines) == "A" * 80
     assert all(split.font.getlength(line) + 2 * split.stroke <= 200 for line in split.lines)
-    assert _font(20).getlength("A") < _font(40).getlength("A")
+    assert font(20).getlength("A") < font(40).getlength("A")
 
 
 # --- variants and dimensions --------------------------------------------------------------
