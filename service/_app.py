@@ -97,8 +97,9 @@ def create_app(settings: Settings, *, retry: RetryPolicy | None = None) -> Starl
                                     fetcher)
         accounts = Accounts(engine)
         kinds: dict[str, OperationKind] = {
-            "thumbnail.generate": GenerateKind(accounts, storage, calls, engine),
-            "thumbnail.edit": EditKind(accounts, storage, calls, engine),
+            "thumbnail.generate": GenerateKind(accounts, storage, calls, engine,
+                                               presenter.sign),
+            "thumbnail.edit": EditKind(accounts, storage, calls, engine, presenter.sign),
             "heatmap": HeatmapKind(storage, calls, fetcher, engine,
                                    timedelta(seconds=settings.heatmap_cache_s)),
         }

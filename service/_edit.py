@@ -15,7 +15,14 @@ from ._accounts import EDIT_CREDITS, Accounts
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
 from ._providers import EditRequest
 from ._storage import Storage, content_type_of, thumbnail_keys
-from ._thumbnails import delivered, load_thumbnail, record_thumbnail, store_variants, thumbnail_id
+from ._thumbnails import (
+    Sign,
+    delivered,
+    load_thumbnail,
+    record_thumbnail,
+    store_variants,
+    thumbnail_id,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,7 @@ class EditKind:
     storage: Storage
     providers: ProviderCalls
     engine: AsyncEngine
+    sign: Sign
 
     name: ClassVar[str] = "thumbnail.edit"
     rerun_on_resume: ClassVar[tuple[str, ...]] = ("reserve", "settle")
@@ -68,8 +76,10 @@ class EditKind:
 
     async def _variants(self, ctx: StepContext) -> JSON:
         op = ctx.operation
-        return await store_variants(self.storage, op.user_id, thumbnail_id(op.id, "edit"),
-                                    ctx.outputs["render"]["image_key"])
+        return await store_variants(
+            self.storage, self.sign, op.user_id, thumbnail_id(op.id, "edit"),
+            ctx.outputs["render"]["image_key"],
+        )
 
     async def _record(self, ctx: StepContext) -> JSON:
         op = ctx.operation

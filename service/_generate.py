@@ -21,8 +21,8 @@ from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
 from ._providers import ImageRequest
 from ._render import ThumbnailSpec
 from ._storage import Storage, thumbnail_keys
+from ._thumbnails import Sign, record_thumbnail, store_variants, thumbnail_id
 from ._thumbnails import delivered as _delivered
-from ._thumbnails import record_thumbnail, store_variants, thumbnail_id
 
 
 def spec_of(body: Mapping[str, Any], variation: int) -> ThumbnailSpec:
@@ -50,6 +50,7 @@ class GenerateKind:
     storage: Storage
     providers: ProviderCalls
     engine: AsyncEngine
+    sign: Sign
 
     name: ClassVar[str] = "thumbnail.generate"
     rerun_on_resume: ClassVar[tuple[str, ...]] = ("reserve", "settle")
@@ -111,8 +112,10 @@ class GenerateKind:
         op = ctx.operation
         i = self._variation(ctx)
         rendered = ctx.outputs[f"v{i}/render"]
-        return await store_variants(self.storage, op.user_id, thumbnail_id(op.id, f"v{i}"),
-                                    rendered["image_key"])
+        return await store_variants(
+            self.storage, self.sign, op.user_id, thumbnail_id(op.id, f"v{i}"),
+            rendered["image_key"],
+        )
 
     async def _record(self, ctx: StepContext) -> JSON:
         op = ctx.operation

@@ -37,15 +37,17 @@ class Presenter:
             "updated_at": op.updated_at.isoformat(),
         }
 
+    async def sign(self, key: str) -> str:
+        """A signed URL of one stored object."""
+        return await self._storage.signed_url(key, base_url=self._base_url)
+
     async def _signed(self, value: Any) -> Any:
         """Replace stored object keys by signed URLs, anywhere in the result."""
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for name, item in value.items():
                 if name in _URL_FIELDS and isinstance(item, str):
-                    out[_URL_FIELDS[name]] = await self._storage.signed_url(
-                        item, base_url=self._base_url
-                    )
+                    out[_URL_FIELDS[name]] = await self.sign(item)
                 else:
                     out[name] = await self._signed(item)
             return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,15 +53,20 @@ async def load_thumbnail(engine: AsyncEngine, user_id: str, thumbnail_id: str) -
                      row.width, row.height)
 
 
-async def store_variants(storage: Storage, user_id: str, thumb_id: str,
+Sign = Callable[[str], Awaitable[str]]
+
+
+async def store_variants(storage: Storage, sign: Sign, user_id: str, thumb_id: str,
                          image_key: str) -> dict[str, str]:
-    """The 400w and 800w JPEGs of a stored image; returns their keys."""
+    """The 400w and 800w JPEGs of a stored image; returns their keys, and a signed URL of
+    the 400w one so that a page can show the thumbnail as soon as it exists."""
     keys = thumbnail_keys(user_id, thumb_id)
     original, _ = await storage.get(image_key)
     variants = await asyncio.to_thread(make_variants, original, (400, 800))
     await storage.put(keys["image_400w"], variants[400], "image/jpeg")
     await storage.put(keys["image_800w"], variants[800], "image/jpeg")
-    return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"]}
+    return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"],
+            "image_400w_url": await sign(keys["image_400w"])}
 
 
 async def record_thumbnail(engine: AsyncEngine, **row: Any) -> None:

@@ -56,6 +56,11 @@ async def test_a_generation_streams_every_step_and_its_images_load(spawn, servic
         assert Image.open(io.BytesIO(png.content)).size == (1280, 720)
         small = await client.get(thumb["image_400w_url"])
         assert Image.open(io.BytesIO(small.content)).size == (400, 225)
+        # The 400w image is linked as soon as it exists, before the result.
+        (variants,) = [e for e in received if e.event == "step" and e.data["step"] ==
+                       "v1/variants" and e.data["status"] == "completed"]
+        early = await client.get(variants.data["output"]["image_400w_url"])
+        assert early.content == small.content
         # Reconnecting after the end: nothing left → 204 (stops EventSource).
         replay = await client.get(
             f"/v1/operations/{op['id']}/events",
