@@ -9,7 +9,8 @@ would round them to 14 digits.
 The charge and refund scripts are generated per tuple of buckets, with the limits and
 windows as constants in the source: parsing them from an argument on every call cost the
 server as much as one more `redis.call`, and the client an argument to encode. A limiter
-has one tuple per route, so Redis holds a handful of these scripts.
+has one tuple per route, so Redis holds a handful of these scripts (a `RedisBackend` used
+directly with ever-changing limits would load one per distinct tuple).
 """
 
 from __future__ import annotations

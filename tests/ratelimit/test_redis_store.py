@@ -77,7 +77,7 @@ async def test_keys_of_the_hash_format_do_not_disturb_decisions(redis_url: str) 
 
 
 async def test_backend_accepts_any_sequence_of_buckets(redis_url: str) -> None:
-    """Equal bucket lists, built anew per call, share one script and one state."""
+    """A bucket list built anew on every call is charged like the same tuple: one state."""
     backend = RedisBackend.from_url(redis_url)
     try:
         for expected in (9, 8, 7):
