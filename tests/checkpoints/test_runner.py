@@ -21,7 +21,7 @@ from checkpoints import (
     StepContext,
 )
 from tests.checkpoints.child import make_plan
-from tests.checkpoints.conftest import FakeClock
+from tests.clock import FakeClock
 from tests.conftest import ROOT, child_env
 
 pytestmark = pytest.mark.anyio

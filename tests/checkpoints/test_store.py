@@ -17,7 +17,7 @@ from checkpoints import (
     OperationNotFound,
     operations,
 )
-from tests.checkpoints.conftest import FakeClock
+from tests.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -15,25 +15,13 @@ import redis
 
 from ratelimit import CircuitBreaker, Policies, RateLimiter, RedisBackend, RoutePolicy
 from ratelimit._redis import connect
+from tests.clock import FakeClock
 from tests.servers import MissingBinary, RedisServer, free_port
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_000.0)
 
 
 def policies(*routes: RoutePolicy) -> Policies:

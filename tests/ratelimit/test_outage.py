@@ -19,10 +19,11 @@ from ratelimit import (
     Verdict,
 )
 from ratelimit._denials import DenialCache
+from tests.clock import FakeClock
 from tests.conftest import ExternalServer
 from tests.servers import RedisServer, free_port
 
-from .conftest import FakeClock, policies
+from .conftest import policies
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,9 @@ from ratelimit import (
     enforce_rate_limit,
     install_rate_limiter,
 )
+from tests.clock import FakeClock
 
-from .conftest import FakeClock, policies
+from .conftest import policies
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,9 @@ import anyio
 import pytest
 
 from ratelimit import RateLimiter, RateLimitExceeded, RoutePolicy
+from tests.clock import FakeClock
 
-from .conftest import FakeClock, policies
+from .conftest import policies
 
 pytestmark = pytest.mark.anyio
 
