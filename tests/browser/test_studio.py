@@ -172,3 +172,67 @@ def test_with_a_real_secret_the_page_asks_for_a_token(spawn, studio_env, page):
     expect(page.locator("#account-user")).to_have_text("pasted-user")
     expect(page.locator("#account-tier")).to_have_text("free")
     expect(page.locator("#auth-card")).to_be_hidden()
+
+
+class FailingGemini:
+    """A stand-in for Gemini's HTTP edge on a local port: every call answers 503."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        calls = self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                calls.append(self.path)
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = b'{"error": {"code": 503, "status": "UNAVAILABLE"}}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_failed_provider_shows_its_retries_and_the_error(spawn, studio_env, page):
+    """Gemini (a local stand-in) answers 503 every time: after its retries (two `retry`
+    events) the timeline shows the render failed; the notice shows PROVIDER_UNAVAILABLE,
+    retryable, with a Resume button; the credit is refunded."""
+    gemini = FailingGemini()
+    try:
+        server = spawn({**studio_env, "IMAGE_PROVIDERS": "gemini", "GEMINI_API_KEY": "test",
+                        "GEMINI_BASE_URL": gemini.url, "PROVIDER_MAX_ATTEMPTS": "3"})
+        open_studio(page, server.url)
+        expect(page.locator("#account-credits")).to_have_text("10")
+        generate(page)
+        expect(page.locator("#op-status")).to_have_text("failed")
+        expect(page.locator("#timeline li[data-step='v1/render']")).to_have_attribute(
+            "data-status", "failed")
+        expect(page.locator("#notice-code")).to_have_text("PROVIDER_UNAVAILABLE")
+        expect(page.locator("#notice-message")).to_contain_text("Gemini is unavailable")
+        expect(page.locator("#notice-status")).to_have_text("retryable")
+        expect(page.locator("#resume")).to_be_visible()
+        expect(page.locator("#account-credits")).to_have_text("10")
+        assert len(gemini.calls) == 3
+        assert all(path.endswith(":generateContent") for path in gemini.calls)
+        op_id = page.locator("#op-id").text_content()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            demo = client.post("/v1/dev/token").json()["token"]
+            log = client.get(f"/v1/operations/{op_id}/events",
+                             headers={"Authorization": f"Bearer {demo}"}).text
+        assert log.count("event: retry") == 2
+    finally:
+        gemini.close()
