@@ -57,9 +57,10 @@ class Step:
     key: str
     fn: StepFn
     group: str | None = None
-    #: Runs even after `cancel()` (e.g. settling credits); other steps are skipped,
-    #: except the rest of a group whose first step already completed.
-    runs_when_cancelled: bool = False
+    #: Runs even after `cancel()` or after an earlier ungrouped step failed (e.g. settling
+    #: credits). After a cancel other steps are skipped, except the rest of a group whose
+    #: first step completed; after a failure they stay pending for a resume.
+    always: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,14 +249,20 @@ class Run:
             self._failures.pop(key, None)
 
     async def execute(self) -> Outcome:
-        """Run every unfinished step of the plan, in order, groups concurrently."""
+        """Run every unfinished step of the plan, in order, groups concurrently.
+
+        A failed ungrouped step halts the plan: later steps stay pending, except those
+        marked `always`."""
+        halted = False
         for block in _blocks(self._plan):
             if self._suspended:
                 break
             if isinstance(block, Step):
+                if halted and not block.always:
+                    continue
                 if not await self._run_sequence([block]):
-                    break
-            else:
+                    halted = True
+            elif not halted:
                 async with asyncio.TaskGroup() as tasks:
                     for steps in block:
                         tasks.create_task(self._run_sequence(steps))
@@ -275,7 +282,7 @@ class Run:
             group_started = step.group is not None and any(
                 self.records[s.key].status == "completed" for s in steps[:i]
             )
-            if self._cancelled and not (step.runs_when_cancelled or group_started):
+            if self._cancelled and not (step.always or group_started):
                 await self._skip([step])
                 continue
             if not await self._run_step(step):

@@ -411,7 +411,7 @@ class CheckpointStore:
         event: tuple[str, Mapping[str, Any]] | None = None,
     ) -> Written:
         """Store the terminal status, result or error and (optionally) the terminal event
-        in one atomic write under the lease."""
+        in one atomic write under the lease, which it also releases."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"{status!r} is not a terminal status")
         return await self._write(
@@ -485,6 +485,10 @@ class CheckpointStore:
             sets["status"] = status
         if finished or reopen:
             sets.update(result=result, error=error, finished_at=now if finished else None)
+        if finished:
+            # Free the operation in the same write: a resume right after the terminal
+            # event must not find it still leased by the run that is winding down.
+            sets.update(lease_owner=None, lease_expires_at=None)
         if self._is_pg:
             written = await self._write_pg(lease, op_id, sets, step, event, now)
         else:
@@ -505,7 +509,7 @@ class CheckpointStore:
         params: dict[str, Any] = {"op_id": op_id, "now": now}
         if lease is not None:
             params["token"] = lease.token
-        for name in ("status", "finished_at"):
+        for name in ("status", "finished_at", "lease_owner", "lease_expires_at"):
             if name in sets:
                 params[f"op_{name}"] = sets[name]
         for name in ("result", "error"):

@@ -40,10 +40,12 @@ class EditKind:
         return [
             Step("load", self._load),
             Step("reserve", self._reserve),
-            Step("render", self._render),
-            Step("variants", self._variants),
-            Step("record", self._record),
-            Step("settle", self._settle, runs_when_cancelled=True),
+            # One group: a render that completed is finished and delivered even after a
+            # cancel, and a failed render does not keep settle from refunding.
+            Step("render", self._render, group="edit"),
+            Step("variants", self._variants, group="edit"),
+            Step("record", self._record, group="edit"),
+            Step("settle", self._settle, always=True),
         ]
 
     async def _load(self, ctx: StepContext) -> JSON:

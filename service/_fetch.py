@@ -78,7 +78,7 @@ class ImageFetcher:
                     if mime not in IMAGE_TYPES:
                         raise FetchRefused("the URL is not a PNG, JPEG or WebP image")
                     declared = response.headers.get("content-length")
-                    if declared is not None and declared.isdigit() and (
+                    if declared is not None and declared.isascii() and declared.isdigit() and (
                         int(declared) > self._max_bytes
                     ):
                         raise FetchRefused("the image is larger than 10 MB")

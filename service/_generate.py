@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
+from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord, is_retryable
 
 from ._accounts import RESOLUTION_CREDITS, Accounts
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
@@ -66,7 +66,7 @@ class GenerateKind:
                 Step(f"{group}/variants", self._variants, group=group),
                 Step(f"{group}/record", self._record, group=group),
             ]
-        steps.append(Step("settle", self._settle, runs_when_cancelled=True))
+        steps.append(Step("settle", self._settle, always=True))
         return steps
 
     @staticmethod
@@ -77,17 +77,14 @@ class GenerateKind:
         op = ctx.operation
         per = RESOLUTION_CREDITS[op.input.get("resolution", "1K")]
         variations = int(op.input.get("variations", 1))
-        # Variations delivered or failed for good in an earlier round cost nothing new.
-        open_ = [
+        # Charge every variation delivered or still to deliver; one that failed for good
+        # (or was skipped) in an earlier round costs nothing.
+        records = ctx.run.records
+        live = [
             i for i in range(1, variations + 1)
-            if ctx.run.records[f"v{i}/render"].status in ("pending", "running", "failed")
-            and not _failed_for_good(ctx.run.records[f"v{i}/render"])
+            if not any(_dead(records[f"v{i}/{part}"]) for part in ("render", "variants", "record"))
         ]
-        delivered = sum(
-            1 for i in range(1, variations + 1)
-            if ctx.run.records[f"v{i}/record"].status == "completed"
-        )
-        target = per * (len(open_) + delivered)
+        target = per * len(live)
         balance = await self.accounts.set_charge(op.user_id, op.id, target)
         return {"charged": target, "credits_remaining": balance}
 
@@ -166,5 +163,8 @@ class GenerateKind:
         return Conclusion("succeeded" if len(delivered) == variations else "partial", result)
 
 
-def _failed_for_good(record: StepRecord) -> bool:
-    return record.status == "failed" and not (record.error or {}).get("retryable")
+def _dead(record: StepRecord) -> bool:
+    """Skipped, or failed with an error no retry fixes: its variation is not delivered."""
+    return record.status == "skipped" or (
+        record.status == "failed" and not is_retryable(record.error)
+    )

@@ -209,6 +209,6 @@ def event_cursor(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ValidationFailed("Last-Event-ID must be a non-negative integer")
     return int(raw)

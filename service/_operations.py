@@ -73,18 +73,27 @@ class Operations:
         returned future is done once the run has started (or did not start).
         """
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self.accepting or operation_id in self._tasks:
+        previous = self._tasks.get(operation_id)
+        if not self.accepting or (previous is not None and not reopen):
             started.set_result(None)
             if slot is not None:
                 release = asyncio.create_task(slot.release())
                 self._releases.add(release)
                 release.add_done_callback(self._releases.discard)
             return started
+        # A resume may arrive while the run that just failed winds down here: it runs
+        # once that one has ended.
         task = asyncio.create_task(
-            self._run(operation_id, reopen, slot, started), name=f"run:{operation_id}"
+            self._run(operation_id, reopen, slot, started, after=previous),
+            name=f"run:{operation_id}",
         )
         self._tasks[operation_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(operation_id, None))
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tasks.get(operation_id) is done:
+                del self._tasks[operation_id]
+
+        task.add_done_callback(forget)
         return started
 
     def is_running_here(self, operation_id: str) -> bool:
@@ -113,9 +122,13 @@ class Operations:
         reopen: bool,
         slot: ratelimit.Slot | None,
         started_future: asyncio.Future[None],
+        *,
+        after: asyncio.Task[None] | None = None,
     ) -> None:
         started = time.perf_counter()
         try:
+            if after is not None:
+                await asyncio.wait([after])
             async with self._holding(slot), self.runner.claim(operation_id) as run:
                 self._runs[operation_id] = run
                 op = run.operation

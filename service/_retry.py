@@ -1,9 +1,11 @@
 """The one retry policy of provider calls.
 
 Exponential backoff with full jitter (the schedule and jitter of the `backoff` library),
-a bounded number of attempts and total time, a timeout per attempt, and a provider's
-`Retry-After` honoured (never retry sooner) but capped. Only retryable `ProviderError`s
-are retried; every retry is announced to the caller (the step emits a `retry` event).
+a bounded number of attempts and total time (each attempt's timeout is cut to the time
+left), and a provider's `Retry-After` honoured: never retried sooner, and not retried at
+all when it asks for longer than the cap or the time left (the error then carries it).
+Only retryable `ProviderError`s are retried; every retry is announced to the caller (the
+step emits a `retry` event).
 Sleep, clock and jitter are parameters, so tests never sleep for real.
 """
 
@@ -48,7 +50,7 @@ class RetryPolicy:
             next(schedule)
         wait = float(self.jitter(next(schedule)))
         if error.retry_after is not None:
-            wait = max(wait, min(error.retry_after, self.retry_after_cap_s))
+            wait = max(wait, error.retry_after)
         return wait
 
     async def call(self, attempt: Callable[[], Awaitable[T]], on_retry: OnRetry) -> T:
@@ -57,8 +59,9 @@ class RetryPolicy:
         tries = 0
         while True:
             tries += 1
+            left = self.max_total_s - (self.clock() - started)
             try:
-                async with asyncio.timeout(self.attempt_timeout_s):
+                async with asyncio.timeout(max(0.001, min(self.attempt_timeout_s, left))):
                     return await attempt()
             except TimeoutError:
                 error = ProviderError(
@@ -69,6 +72,8 @@ class RetryPolicy:
                 failure = exc
             if not failure.retryable or tries >= self.max_attempts:
                 raise failure
+            if failure.retry_after is not None and failure.retry_after > self.retry_after_cap_s:
+                raise failure  # the provider asks for longer than we wait: say so, with it
             wait = self.delay(tries, failure)
             if self.clock() - started + wait > self.max_total_s:
                 raise failure

@@ -100,6 +100,7 @@ async def _create(
         )
     except BaseException:
         await slot.release()
+        await svc.limiter.refund(route_id, user, decision.cost)  # nothing was created
         raise
     if created:
         svc.operations.start(op.id, slot=slot)

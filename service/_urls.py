@@ -15,11 +15,21 @@ from urllib.parse import urlsplit
 
 from ._errors import ValidationFailed
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
 
 def is_public_address(address: str) -> bool:
+    """Whether an address is on the public internet, also the IPv4 address hidden in an
+    IPv6 one (mapped, 6to4, NAT64); Teredo and IPv4-compatible forms are never public."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and any(ip in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return embedded.is_global and not embedded.is_multicast
+        if ip.teredo is not None or int(ip) >> 32 == 0:
+            return False
     return ip.is_global and not ip.is_multicast
 
 

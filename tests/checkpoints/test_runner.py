@@ -191,7 +191,7 @@ async def test_cancel_skips_work_not_started_and_finishes_started_groups(
         Step("v1/render", render_then_cancelled, group="v1"), calls.step("v1/record", "v1"),
         calls.step("between"),
         calls.step("v2/render", "v2"), calls.step("v2/record", "v2"),
-        calls.step("settle", runs_when_cancelled=True),
+        calls.step("settle", always=True),
     ]
     runner = Runner(store, owner="test")
     async with runner.claim(op_id) as run:
@@ -447,3 +447,23 @@ async def test_a_failed_operation_reopened_reruns_its_reset_steps(store: Checkpo
     assert calls.count == {"reserve": 2, "work": 2, "settle": 1}
     assert set(outcome.outputs) == {"reserve", "work", "settle"}
     assert (await store.get_operation(op_id)).status == "succeeded"
+
+
+async def test_a_failed_step_halts_the_plan_but_always_steps_still_run(
+    store: CheckpointStore,
+):
+    """After an ungrouped failure later steps stay pending (for a resume), except those
+    marked `always` (e.g. settling credits)."""
+    calls = Calls()
+    op_id = await new_operation(store)
+    calls.failing["render"] = StepError("CONTENT_BLOCKED", retryable=False)
+    plan = [calls.step("reserve"), calls.step("render"), calls.step("record"),
+            calls.step("settle", always=True)]
+    outcome = await run_once(store, op_id, plan)
+    assert outcome.failed_step == "render"
+    assert calls.count == {"reserve": 1, "render": 1, "settle": 1}
+    assert outcome.outputs["settle"]["seen"] == ["reserve"]
+    statuses = {s.key: s.status for s in await store.get_steps(op_id)}
+    assert statuses == {"reserve": "completed", "render": "failed", "record": "pending",
+                        "settle": "completed"}
+

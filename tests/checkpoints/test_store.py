@@ -162,6 +162,7 @@ async def test_finish_stores_the_terminal_state_and_event_together(store: Checkp
     )
     assert written.seq == 1
     done = await store.get_operation(op.id)
+    assert done.lease_owner is None  # released in the same write
     assert done.status == "succeeded"
     assert done.result == {"n": 2}
     assert done.finished_at is not None

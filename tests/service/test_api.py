@@ -180,3 +180,13 @@ async def test_an_overlong_idempotency_key_is_refused(client):
                                  headers={**auth(), "Idempotency-Key": "k" * 256})
     assert response.status_code == 400
     assert response.json()["code"] == "VALIDATION_ERROR"
+
+
+async def test_a_non_ascii_event_cursor_is_a_400(client):
+    """Last-Event-ID must be ASCII digits ("²" is a digit to Python, not to us)."""
+    created = await client.post("/v1/thumbnails", json=GOOD,
+                                headers={**auth(), "Prefer": "respond-async"})
+    op_id = created.json()["operation_id"]
+    response = await client.get(f"/v1/operations/{op_id}/events?last_event_id=²",
+                                headers=auth())
+    assert response.status_code == 400

@@ -237,8 +237,12 @@ async def test_one_blocked_variation_of_three_gives_a_partial_result(api, edge, 
     assert await credits(api) == 8
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/a.png", "http://169.254.169.254/latest",
-                                 "http://[::1]/a.png", "http://10.0.0.8/a.png"])
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/a.png", "http://169.254.169.254/latest", "http://[::1]/a.png",
+    "http://10.0.0.8/a.png", "http://[::ffff:127.0.0.1]/a.png", "http://[2002:7f00:1::]/a.png",
+    "http://[64:ff9b::7f00:1]/a.png", "http://[::127.0.0.1]/a.png",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/a.png",
+])
 async def test_image_urls_on_private_addresses_are_refused(api, edge, provider_env, url):
     """Loopback, link-local (cloud metadata) and private hosts → 400 before any write."""
     await set_account(provider_env, "user-1", "advanced", 10)
@@ -278,6 +282,18 @@ async def test_an_edit_makes_a_new_thumbnail_from_the_callers_own(api, edge):
     other = await api.post(f"/v1/thumbnails/{source}/edits", json={"prompt": "x"},
                            headers=auth("someone-else"))
     assert other.status_code == 404
+
+
+async def test_an_edit_that_fails_for_good_is_refunded(api, edge):
+    """A blocked edit: 422 CONTENT_BLOCKED and the 2 reserved credits come back."""
+    source = await _generated_thumbnail(api, edge)
+    edge.post(IMAGE_URL).mock(return_value=httpx.Response(
+        200, json={"promptFeedback": {"blockReason": "SAFETY"}}))
+    failed = await api.post(f"/v1/thumbnails/{source}/edits", json={"prompt": "x"},
+                            headers=auth())
+    assert failed.status_code == 422
+    assert failed.json()["code"] == "CONTENT_BLOCKED"
+    assert await credits(api) == 10 - 1
 
 
 async def test_heatmaps_from_each_input_and_the_cache(api, edge, provider_env):

@@ -56,8 +56,9 @@ async def test_full_jitter_stays_within_the_exponential_bound():
         assert 0 <= delay <= min(5, 2 ** n)
 
 
-async def test_retry_after_is_honoured_but_capped():
-    """Never sooner than Retry-After; never longer than the cap."""
+async def test_retry_after_is_honoured_and_a_longer_one_ends_the_retries():
+    """Never sooner than Retry-After; one longer than the cap is not waited for: the
+    error is raised with its retry_after for the client to honour."""
     clock = Clock()
     policy = RetryPolicy(retry_after_cap_s=10, sleep=clock.sleep, clock=clock,
                          jitter=lambda wait: wait)
@@ -70,9 +71,11 @@ async def test_retry_after_is_honoured_but_capped():
     async def on_retry(attempt_no, delay, error):
         announced.append((attempt_no, delay, error.code))
 
-    assert await policy.call(attempt, on_retry) == "ok"
-    assert clock.slept == [4, 10]
-    assert announced == [(2, 4, "PROVIDER_RATE_LIMITED"), (3, 10, "PROVIDER_RATE_LIMITED")]
+    with pytest.raises(ProviderError) as info:
+        await policy.call(attempt, on_retry)
+    assert info.value.retry_after == 600
+    assert clock.slept == [4]
+    assert announced == [(2, 4, "PROVIDER_RATE_LIMITED")]
 
 
 async def test_attempts_and_total_time_are_bounded():
