@@ -24,6 +24,7 @@ from checkpoints import (
     LeaseUnavailable,
     Operation,
     OperationStatus,
+    Run,
     Runner,
     StepRecord,
     is_retryable,
@@ -37,6 +38,13 @@ log = logging.getLogger("service.operations")
 TERMINAL_EVENTS: Final = frozenset({"result", "error"})
 #: How often a follower with nothing new re-checks its operation's owner.
 FOLLOW_CHECK_S: Final = 2.0
+#: Crashes outside the steps before an operation is ended as INTERNAL_ERROR.
+MAX_CRASHES: Final = 3
+CRASHED: Final[Mapping[str, Any]] = {
+    "code": "INTERNAL_ERROR",
+    "message": "the operation failed unexpectedly; resume it to try again",
+    "retryable": True,
+}
 
 Presenter = Callable[[Operation, list[StepRecord]], Awaitable[dict[str, Any]]]
 
@@ -59,6 +67,7 @@ class Operations:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runs: dict[str, Any] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        self._crashes: dict[str, int] = {}
         self._on_finished = on_finished
 
     # -- starting and taking over -------------------------------------------------------
@@ -131,62 +140,87 @@ class Operations:
                 await asyncio.wait([after])
             async with self._holding(slot), self.runner.claim(operation_id) as run:
                 self._runs[operation_id] = run
-                op = run.operation
-                if op.is_finished and not (
-                    reopen and op.status == "failed" and is_retryable(op.error)
-                ):
-                    return  # finished meanwhile by someone else
-                kind = self.kinds[op.kind]
-                await run.plan(kind.plan(op))
-                if op.is_finished:
-                    await run.reset(list(kind.rerun_on_resume))
-                if op.status != "running":
-                    await run.set_status("running")
-                    op = await self.store.get_operation(op.id)
-                    run.operation = op
-                _done(started_future)
-                await run.emit(
-                    "operation",
-                    {"operation": await self.present(op, list(run.records.values()))},
-                )
-                outcome = await run.execute()
-                if outcome.suspended:
-                    log.info("run suspended", extra={"operation_id": op.id})
-                    return
-                conclusion = kind.conclude(op, outcome, run.records)
-                status = conclusion.status
-                done = _finished_view(op, status, conclusion.result, conclusion.error)
-                if status in ("succeeded", "partial"):
-                    event: tuple[str, dict[str, Any]] = (
-                        "result",
-                        {"operation": await self.present(done, list(run.records.values()))},
-                    )
-                else:
-                    event = ("error", _error_event(conclusion.error or {}))
-                await run.finish(
-                    status,
-                    result=conclusion.result,
-                    error=conclusion.error,
-                    event=event,
-                )
-                log.info(
-                    "operation finished",
-                    extra={"operation_id": op.id, "user_id": op.user_id, "kind": op.kind,
-                           "outcome": status,
-                           "duration_ms": round((time.perf_counter() - started) * 1000)},
-                )
-                if self._on_finished is not None:
-                    self._on_finished(op, status)
+                try:
+                    await self._drive(run, reopen, started_future, started)
+                except LeaseLost:
+                    raise
+                except Exception:
+                    await self._crashed(run)
         except LeaseUnavailable:
             pass  # another owner runs it; followers read its log
         except LeaseLost:
             log.warning("run lost its lease", extra={"operation_id": operation_id})
         except Exception:
-            # The run stays unfinished and is taken over by the next follower or resume.
-            log.exception("run crashed", extra={"operation_id": operation_id})
+            log.exception("run could not start", extra={"operation_id": operation_id})
         finally:
             self._runs.pop(operation_id, None)
             _done(started_future)
+
+    async def _crashed(self, run: Run) -> None:
+        """A run failed outside its steps (a fault or a bug). It stays unfinished, to be
+        taken over by the next follower — but not forever: after MAX_CRASHES in this
+        process it ends as a retryable INTERNAL_ERROR (a resume tries again)."""
+        op_id = run.operation.id
+        crashes = self._crashes[op_id] = self._crashes.get(op_id, 0) + 1
+        log.exception("run crashed", extra={"operation_id": op_id})
+        if crashes < MAX_CRASHES:
+            return
+        self._crashes.pop(op_id, None)
+        with contextlib.suppress(Exception):
+            await run.finish("failed", error=CRASHED, event=("error", _error_event(CRASHED)))
+            if self._on_finished is not None:
+                self._on_finished(run.operation, "failed")
+
+    async def _drive(
+        self, run: Run, reopen: bool, started_future: asyncio.Future[None], started: float
+    ) -> None:
+        """Plan, execute and finish one claimed operation."""
+        op = run.operation
+        if op.is_finished and not (
+            reopen and op.status == "failed" and is_retryable(op.error)
+        ):
+            return  # finished meanwhile by someone else
+        kind = self.kinds[op.kind]
+        await run.plan(kind.plan(op))
+        if op.is_finished:
+            await run.reset(list(kind.rerun_on_resume))
+        if op.status != "running":
+            await run.set_status("running")
+            op = await self.store.get_operation(op.id)
+            run.operation = op
+        _done(started_future)
+        await run.emit(
+            "operation",
+            {"operation": await self.present(op, list(run.records.values()))},
+        )
+        outcome = await run.execute()
+        if outcome.suspended:
+            log.info("run suspended", extra={"operation_id": op.id})
+            return
+        conclusion = kind.conclude(op, outcome, run.records)
+        status = conclusion.status
+        done = _finished_view(op, status, conclusion.result, conclusion.error)
+        if status in ("succeeded", "partial"):
+            event: tuple[str, dict[str, Any]] = (
+                "result",
+                {"operation": await self.present(done, list(run.records.values()))},
+            )
+        else:
+            event = ("error", _error_event(conclusion.error or {}))
+        await run.finish(
+            status,
+            result=conclusion.result,
+            error=conclusion.error,
+            event=event,
+        )
+        log.info(
+            "operation finished",
+            extra={"operation_id": op.id, "user_id": op.user_id, "kind": op.kind,
+                   "outcome": status,
+                   "duration_ms": round((time.perf_counter() - started) * 1000)},
+        )
+        if self._on_finished is not None:
+            self._on_finished(op, status)
 
     @contextlib.asynccontextmanager
     async def _holding(self, slot: ratelimit.Slot | None) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
 
 from service import Settings, create_app
 from service._auth import Authenticator
@@ -45,9 +46,14 @@ def service_env(db_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def client(service_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+def app(service_env: dict[str, str]) -> Starlette:
+    """The app of the deployment (its state exists while `client` runs its lifespan)."""
+    return create_app(Settings.from_env(service_env))
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """The app in this process, with its lifespan."""
-    app = create_app(Settings.from_env(service_env))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:

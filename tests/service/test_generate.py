@@ -44,3 +44,36 @@ async def test_a_json_generation_returns_the_finished_operation_with_images(
     assert response.headers["RateLimit-Policy"] == '"generate";q=20;w=60'
     account = await client.get("/v1/account", headers=auth())
     assert account.json() == {"user_id": "user-1", "tier": "free", "credits_remaining": 9}
+
+
+async def test_a_run_that_keeps_crashing_outside_its_steps_ends_as_internal_error(
+    app, client
+):
+    """A fault after the steps (here: concluding raises) leaves the run to be taken over;
+    after three crashes the operation ends failed with a retryable INTERNAL_ERROR and the
+    stream closes, instead of being re-run forever."""
+    kinds = app.state.services.operations.kinds
+    real = kinds["thumbnail.generate"]
+
+    class Crashing:
+        name = real.name
+        rerun_on_resume = real.rerun_on_resume
+
+        def plan(self, operation):
+            return real.plan(operation)
+
+        def conclude(self, operation, outcome, steps):
+            raise RuntimeError("a bug after the steps")
+
+    kinds["thumbnail.generate"] = Crashing()
+    created = await client.post("/v1/thumbnails", json={"title": "crash"},
+                                headers={**auth(), "Prefer": "respond-async"})
+    op_id = created.json()["operation_id"]
+    events = await client.get(f"/v1/operations/{op_id}/events", headers=auth())
+    assert "event: error" in events.text
+    assert '"code":"INTERNAL_ERROR"' in events.text
+    assert "a bug after the steps" not in events.text
+    snapshot = (await client.get(f"/v1/operations/{op_id}", headers=auth())).json()
+    assert snapshot["status"] == "failed"
+    assert snapshot["error"]["retryable"] is True
+    assert events.text.count("event: operation") == 3  # first run and two takeovers
