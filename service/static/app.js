@@ -542,15 +542,20 @@ function showResult(snapshot) {
       const dt = document.createElement("dt");
       dt.textContent = name.replaceAll("_", " ");
       const dd = document.createElement("dd");
-      dd.textContent = Array.isArray(value)
-        ? value.map((v) => (typeof v === "object" ? Object.values(v).join(" — ") : v)).join("; ")
-        : String(value);
+      dd.textContent = Array.isArray(value) ? value.map(describeNamed).join("; ") : String(value);
       dl.append(dt, dd);
     }
     div.append(dl);
   }
   if (result.credits_remaining !== undefined) $("account-credits").textContent = result.credits_remaining;
   $("results-empty").hidden = true;
+}
+
+// A character or place of a video analysis: "name (part: what happens, …)".
+function describeNamed(item) {
+  if (typeof item !== "object" || item === null) return String(item);
+  const scenes = (item.scenes || []).map((scene) => `${scene.part}: ${scene.description}`);
+  return scenes.length ? `${item.name} (${scenes.join(", ")})` : String(item.name);
 }
 
 function extra(title) {

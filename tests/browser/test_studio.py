@@ -236,3 +236,34 @@ def test_a_failed_provider_shows_its_retries_and_the_error(spawn, studio_env, pa
         assert log.count("event: retry") == 2
     finally:
         gemini.close()
+
+
+def test_heatmap_and_edit_buttons_work_on_a_result(spawn, studio_env, page):
+    """On a generated thumbnail, Heatmap shows a loaded heatmap image and Edit (with the
+    instruction typed in the prompt) adds an edited thumbnail; video analysis without
+    Gemini shows PROVIDER_NOT_CONFIGURED."""
+    set_account(studio_env, "demo-user", "pro", 20)
+    server = spawn(studio_env)
+    open_studio(page, server.url)
+    generate(page)
+    expect(page.locator("#op-status")).to_have_text("succeeded")
+
+    page.locator("#thumbnails button", has_text="Heatmap").first.click()
+    heatmap = page.locator("img.heatmap")
+    expect(heatmap).to_have_count(1)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.heatmap');"
+        " return i && i.complete && i.naturalWidth === 1280; }"
+    )
+
+    page.once("dialog", lambda dialog: dialog.accept("make it pop"))
+    page.locator("#thumbnails button", has_text="Edit").first.click()
+    expect(page.locator("#op-kind")).to_have_text("thumbnail.edit")
+    expect(page.locator("#op-status")).to_have_text("succeeded")
+    expect(page.locator("#thumbnails img")).to_have_count(2)
+    page.wait_for_function(ALL_LOADED)
+    expect(page.locator("#account-credits")).to_have_text("17")  # 1 + 2
+
+    page.fill("#video", "dQw4w9WgXcQ")
+    page.locator("button", has_text="Analyse").click()
+    expect(page.locator("#notice-code")).to_have_text("PROVIDER_NOT_CONFIGURED")
