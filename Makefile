@@ -32,6 +32,7 @@ test: lint
 bench: install
 	$(BIN)/python bench/checkpoints.py
 	$(BIN)/python bench/ratelimit.py
+	$(BIN)/python bench/streaming.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
