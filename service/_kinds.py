@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from checkpoints import JSON, Operation, OperationStatus, Outcome, Step, StepContext, StepRecord
 
 from ._providers import GeneratedImage, ImageProvider, ProviderChain, ProviderError
 from ._retry import RetryPolicy
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,18 @@ CANCELLED_ERROR: Mapping[str, Any] = {
 }
 
 
+async def retrying(policy: RetryPolicy, ctx: StepContext, call: Callable[[], Awaitable[T]]) -> T:
+    """`call` under the retry policy, each retry reported as a `retry` event of the step."""
+
+    async def on_retry(attempt: int, delay: float, error: ProviderError) -> None:
+        await ctx.emit("retry", {
+            "step": ctx.step.key, "attempt": attempt, "delay_s": round(delay, 3),
+            "error": {"code": error.code, "message": error.message},
+        })
+
+    return await policy.call(call, on_retry)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderCalls:
     """Provider calls of a step: the retry policy around each provider of the fallback
@@ -60,23 +74,15 @@ class ProviderCalls:
     async def run(
         self, ctx: StepContext, use: Callable[[ImageProvider], Awaitable[GeneratedImage]]
     ) -> GeneratedImage:
-        step = ctx.step.key
-
-        async def on_retry(attempt: int, delay: float, error: ProviderError) -> None:
-            await ctx.emit("retry", {
-                "step": step, "attempt": attempt, "delay_s": round(delay, 3),
-                "error": {"code": error.code, "message": error.message},
-            })
-
         async def on_fallback(failed: str, following: str, error: ProviderError) -> None:
             await ctx.emit("retry", {
-                "step": step, "attempt": 1, "delay_s": 0.0, "provider": following,
+                "step": ctx.step.key, "attempt": 1, "delay_s": 0.0, "provider": following,
                 "error": {"code": error.code,
                           "message": f"{failed} failed for good ({error.message}); "
                                      f"trying {following}"},
             })
 
         async def with_retries(provider: ImageProvider) -> GeneratedImage:
-            return await self.policy.call(lambda: use(provider), on_retry)
+            return await retrying(self.policy, ctx, lambda: use(provider))
 
         return await self.chain.call(with_retries, on_fallback)

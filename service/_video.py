@@ -20,7 +20,7 @@ from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
 from ._errors import ValidationFailed
 from ._gemini import GeminiProvider
-from ._kinds import CANCELLED_ERROR, Conclusion, first_error
+from ._kinds import CANCELLED_ERROR, Conclusion, first_error, retrying
 from ._provider_http import error_from_response, error_from_transport
 from ._providers import ProviderError
 from ._retry import RetryPolicy
@@ -77,14 +77,6 @@ class VideoKind:
         return [Step("metadata", self._metadata), Step("analyze", self._analyze),
                 Step("store", self._store)]
 
-    async def _retrying(self, ctx: StepContext, call: Any) -> Any:
-        async def on_retry(attempt: int, delay: float, error: ProviderError) -> None:
-            await ctx.emit("retry", {"step": ctx.step.key, "attempt": attempt,
-                                     "delay_s": round(delay, 3),
-                                     "error": {"code": error.code, "message": error.message}})
-
-        return await self.policy.call(call, on_retry)
-
     async def _metadata(self, ctx: StepContext) -> JSON:
         video_id = ctx.operation.input["video_id"]
         video: dict[str, Any] = {"id": video_id,
@@ -106,7 +98,7 @@ class VideoKind:
                 raise error_from_response("youtube", response)
             return response.json()
 
-        answer = await self._retrying(ctx, fetch)
+        answer = await retrying(self.policy, ctx, fetch)
         items = answer.get("items") or [] if isinstance(answer, dict) else []
         if not items:
             raise ProviderError("NOT_FOUND", "YouTube has no public video with this id",
@@ -130,8 +122,8 @@ class VideoKind:
         if cached is not None:
             return {"analytics": cached, "cached": True}
         context = f"{ctx.operation.id} {ctx.step.key}"
-        analytics = await self._retrying(
-            ctx, lambda: self.gemini.analyze_video(video["url"], context)
+        analytics = await retrying(
+            self.policy, ctx, lambda: self.gemini.analyze_video(video["url"], context)
         )
         return {"analytics": analytics, "cached": False}
 
