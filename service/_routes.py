@@ -262,22 +262,23 @@ async def respond(
                 )
             error = RunError(dict(finished.error or {}))
             # The failed operation stays addressable (e.g. to resume it).
-            base = svc.settings.public_base_url or ""
-            error.headers.update(headers, Location=f"{base}/v1/operations/{finished.id}")
+            error.headers.update(headers, Location=operation_url(svc, finished.id))
             raise error
         op = await svc.store.get_operation(op.id)
-    return accepted(request, svc, op, principal, headers)
+    return accepted(svc, op, principal, headers)
+
+
+def operation_url(svc: Services, operation_id: str) -> str:
+    """The operation's URL: relative, or under PUBLIC_BASE_URL when it is set."""
+    return f"{svc.settings.public_base_url or ''}/v1/operations/{operation_id}"
 
 
 def accepted(
-    request: Request,
-    svc: Services,
-    op: Operation,
-    principal: Principal,
-    headers: Mapping[str, str],
+    svc: Services, op: Operation, principal: Principal, headers: Mapping[str, str]
 ) -> JSONResponse:
-    base = svc.settings.public_base_url or ""
-    location = f"{base}/v1/operations/{op.id}"
+    """202 with the operation's links; `links.events` carries a token of its own, so it
+    works as is in `new EventSource(url)`."""
+    location = operation_url(svc, op.id)
     token = svc.auth.issue_events_token(principal.user_id, op.id)
     events = f"{location}/events?token={token}"
     return JSONResponse(
