@@ -163,13 +163,3 @@ class Accounts:
                         updated_at=now)
             )
             return balance - increase
-
-    async def net_charge(self, operation_id: str) -> int:
-        """Credits an operation has cost so far (reservation minus refunds)."""
-        async with self._engine.connect() as conn:
-            total = await conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.sum(credit_ledger.c.delta), 0)).where(
-                    credit_ledger.c.operation_id == operation_id
-                )
-            )
-        return -int(total or 0)

@@ -105,9 +105,6 @@ class Operations:
         task.add_done_callback(forget)
         return started
 
-    def is_running_here(self, operation_id: str) -> bool:
-        return operation_id in self._tasks
-
     async def take_over_if_orphaned(self, operation: Operation) -> None:
         """Start an unfinished operation whose owner is gone (or that never started)."""
         if not operation.is_finished and not operation.is_leased(time.time()):

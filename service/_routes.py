@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 import ratelimit
 from checkpoints import Operation, input_hash
 
-from ._accounts import EDIT_CREDITS, check_generation_allowed
+from ._accounts import EDIT_CREDITS, Account, check_generation_allowed
 from ._auth import Principal
 from ._errors import (
     IdempotencyConflict,
@@ -111,12 +111,19 @@ async def _create(
                          principal=Principal(user))
 
 
+def _require_credits(account: Account, cost: int, what: str) -> None:
+    """402 before anything is written when the balance cannot cover `cost`."""
+    if account.credits_remaining < cost:
+        raise InsufficientCredits(
+            f"{what} needs {cost} credits; {account.credits_remaining} remain"
+        )
+
+
 @limited_by("generate")
 async def create_thumbnails(request: Request) -> Response:
     svc = services(request)
     user = svc.auth.user(request).user_id
     body = parse(GenerateBody, await request.body())
-    assert isinstance(body, GenerateBody)
     key = idempotency_key(request)
     inputs = body.model_dump(exclude_none=True)
     if (replayed := await _replay(request, svc, user, key, "thumbnail.generate", inputs)):
@@ -126,15 +133,10 @@ async def create_thumbnails(request: Request) -> Response:
         account.tier, resolution=body.resolution, aspect_ratio=body.aspect_ratio,
         variations=body.variations,
     )
-    if body.reference_images:
-        await check_public_urls(
-            body.reference_images, allow_private=svc.settings.allow_private_urls
-        )
+    await check_public_urls(body.reference_images or (),
+                            allow_private=svc.settings.allow_private_urls)
     cost = generation_cost(inputs)
-    if account.credits_remaining < cost:
-        raise InsufficientCredits(
-            f"this generation needs {cost} credits; {account.credits_remaining} remain"
-        )
+    _require_credits(account, cost, "this generation")
     return await _create(request, svc, user, kind="thumbnail.generate", inputs=inputs,
                          key=key, cost=cost)
 
@@ -144,7 +146,6 @@ async def create_edit(request: Request) -> Response:
     svc = services(request)
     user = svc.auth.user(request).user_id
     body = parse(EditBody, await request.body())
-    assert isinstance(body, EditBody)
     key = idempotency_key(request)
     source_id = request.path_params["thumbnail_id"]
     if len(source_id) > 36:
@@ -153,15 +154,9 @@ async def create_edit(request: Request) -> Response:
     if (replayed := await _replay(request, svc, user, key, "thumbnail.edit", inputs)):
         return replayed
     await load_thumbnail(svc.engine, user, source_id)  # 404 unless it is the caller's
-    if body.reference_images:
-        await check_public_urls(
-            body.reference_images, allow_private=svc.settings.allow_private_urls
-        )
-    account = await svc.accounts.get(user)
-    if account.credits_remaining < EDIT_CREDITS:
-        raise InsufficientCredits(
-            f"an edit needs {EDIT_CREDITS} credits; {account.credits_remaining} remain"
-        )
+    await check_public_urls(body.reference_images or (),
+                            allow_private=svc.settings.allow_private_urls)
+    _require_credits(await svc.accounts.get(user), EDIT_CREDITS, "an edit")
     return await _create(request, svc, user, kind="thumbnail.edit", inputs=inputs, key=key,
                          cost=EDIT_CREDITS)
 
@@ -171,7 +166,6 @@ async def create_heatmap(request: Request) -> Response:
     svc = services(request)
     user = svc.auth.user(request).user_id
     body = parse(HeatmapBody, await request.body())
-    assert isinstance(body, HeatmapBody)
     key = idempotency_key(request)
     account = await svc.accounts.get(user)
     if not account.tier.heatmaps:
@@ -223,7 +217,6 @@ async def create_video_analysis(request: Request) -> Response:
     svc = services(request)
     user = svc.auth.user(request).user_id
     body = parse(VideoAnalysisBody, await request.body())
-    assert isinstance(body, VideoAnalysisBody)
     key = idempotency_key(request)
     inputs = {"video_id": video_id_of(body.video)}
     if (replayed := await _replay(request, svc, user, key, "video.analyze", inputs)):

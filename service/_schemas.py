@@ -4,7 +4,7 @@ schemas feed /openapi.json."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -84,7 +84,10 @@ class VideoAnalysisBody(_Body):
     video: str = Field(min_length=11, max_length=2048)
 
 
-def parse(model: type[_Body], raw: bytes) -> _Body:
+Body = TypeVar("Body", bound=_Body)
+
+
+def parse(model: type[Body], raw: bytes) -> Body:
     """Validate a JSON body; 400 VALIDATION_ERROR naming the first bad field."""
     if not raw.strip():
         raise ValidationFailed("a JSON body is required")

@@ -204,3 +204,16 @@ async def test_prune_deletes_only_old_finished_operations(
     assert (await store.get_operation(unfinished.id)).status == "pending"
     assert (await store.get_operation(recent.id)).status == "failed"
     assert await store.prune(timedelta(days=2)) == 0
+
+
+async def test_create_schema_sets_up_a_store_without_migrations(tmp_path):
+    """Library use without Alembic: create_schema makes the tables the store needs."""
+    store = CheckpointStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'library.db'}")
+    try:
+        await store.create_schema()
+        op, created = await store.create_operation(user_id="u", kind="k", input={"a": 1})
+        lease = await store.acquire_lease(op.id, "me", ttl=5)
+        assert created
+        assert (await store.append_event(lease, "step", {})).seq == 1
+    finally:
+        await store.close()
