@@ -25,7 +25,7 @@ from ._errors import (
     UnknownRoute,
 )
 from ._identity import ClientIdentifier, parse_networks, user_identity
-from ._limiter import Decision, RateLimiter, Slot
+from ._limiter import Decision, RateLimiter, Slot, check_url
 from ._memory import MemoryBackend
 from ._policy import (
     DEFAULT_POLICIES,
@@ -63,6 +63,7 @@ __all__ = [
     "Slot",
     "UnknownRoute",
     "Verdict",
+    "check_url",
     "connect",
     "enforce_rate_limit",
     "install_rate_limiter",

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ._backend import US_PER_S, Backend, Bucket, Verdict
 from ._breaker import CircuitBreaker
+from ._connection import RedisConnection
 from ._denials import Denial, DenialCache
 from ._errors import (
     BackendUnavailable,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ratelimit")
 
 Clock = Callable[[], float]
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 # A slot frees when some operation ends, which nobody can predict: the smallest honest hint.
 SLOT_RETRY_AFTER_S = 1
@@ -69,6 +72,25 @@ class _Route:
     policy_header: str
     local_policy_header: str
     counters: RouteCounters
+
+
+def check_url(url: str | None) -> None:
+    """Raise `RateLimitConfigError` unless `url` is one `RateLimiter.from_url` takes:
+    `None` or `memory://`; `redis://`, `rediss://` or `unix://` (see
+    `RedisConnection.from_url` for their options); `redis+cluster://` or
+    `rediss+cluster://`. Nothing is connected."""
+    if url is None or url.startswith("memory://"):
+        return
+    if not url.startswith(_REDIS_SCHEMES):
+        raise RateLimitConfigError(
+            "rate limiter URL must be redis://, rediss://, unix://, redis+cluster://, "
+            f"rediss+cluster:// or memory://, got {url.split('://')[0]}://"
+        )
+    if "+cluster://" not in url:
+        try:
+            RedisConnection.from_url(url)
+        except ValueError as exc:
+            raise RateLimitConfigError(f"rate limiter URL: {exc}") from None
 
 
 def _buckets(policy: RoutePolicy, policies: Policies, divisor: int) -> tuple[Bucket, ...]:
@@ -144,21 +166,18 @@ class RateLimiter:
         clock: Clock = time.monotonic,
         **options: object,
     ) -> RateLimiter:
-        """A limiter on `redis://…` (`redis+cluster://…` for Redis Cluster) or, for `None`
-        or `memory://`, on the in-process backend. Redis reads time out after
+        """A limiter on `redis://…`, `rediss://…`, `unix://…` (`redis+cluster://…` for
+        Redis Cluster; see `check_url`) or, for `None` or `memory://`, on the in-process
+        backend. Redis reads time out after
         `socket_timeout_s` (50 ms), connects after `connect_timeout_s` (250 ms), and are
         never retried. `options` are the constructor's."""
+        check_url(url)
         backend: Backend
         if url is None or url.startswith("memory://"):
             backend = MemoryBackend(clock=clock)
-        elif url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
+        else:
             backend = RedisBackend.from_url(
                 url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s
-            )
-        else:
-            raise RateLimitConfigError(
-                f"rate limiter URL must be redis://, rediss://, redis+cluster:// or memory://, "
-                f"got {url.split('://')[0]}://"
             )
         return cls(backend, policies, clock=clock, **options)  # type: ignore[arg-type]
 

@@ -1,13 +1,18 @@
-"""The Redis backend (`redis://`, `rediss://`; `redis+cluster://` for Redis Cluster).
+"""The Redis backend (`redis://`, `rediss://`, `unix://`; `redis+cluster://` for Redis
+Cluster).
 
 Its client is built for a hot path: short socket timeouts (50 ms by default) and no
 retries, so an unreachable Redis costs one short wait at most, and the limiter's circuit
-breaker takes it from there. Every redis-py error becomes `BackendUnavailable`.
+breaker takes it from there. On one Redis that client is the limiter's own multiplexed
+connection (`_connection`); on a cluster it is redis-py's `RedisCluster`; a redis-py
+`Redis` or `RedisCluster` given to `RedisBackend` works too. Every client error becomes
+`BackendUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,14 +20,14 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from . import _scripts
 from ._backend import Bucket, Verdict, bucket_key, slots_key
+from ._connection import RedisConnection
 from ._errors import BackendUnavailable
 
-RedisClient = Redis | RedisCluster
+RedisClient = RedisConnection | Redis | RedisCluster
 
 DEFAULT_SOCKET_TIMEOUT_S = 0.05
 # Connecting takes a TCP handshake and, under a burst of new connections on a busy event
@@ -39,19 +44,32 @@ def connect(
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> RedisClient:
-    """A client for the limiter: short timeouts, no retries, no extra round trips (no
-    health checks, no CLIENT SETINFO on connect)."""
-    options: dict[str, Any] = {
-        "socket_timeout": socket_timeout_s,
-        "socket_connect_timeout": connect_timeout_s,
-        "retry": Retry(NoBackoff(), 0),
-        "driver_info": None,
-    }
+    """A client for the limiter: short timeouts, no retries, no extra round trips. One
+    multiplexed connection for `redis://`, `rediss://` and `unix://`; redis-py's
+    `RedisCluster` (no health checks, no CLIENT SETINFO) for `redis+cluster://` and
+    `rediss+cluster://`."""
     for scheme in ("redis+cluster://", "rediss+cluster://"):
         if url.startswith(scheme):
-            plain = url.replace("+cluster", "", 1)
-            return RedisCluster.from_url(plain, **options)
-    return Redis.from_url(url, health_check_interval=0, **options)
+            return RedisCluster.from_url(
+                url.replace("+cluster", "", 1),
+                socket_timeout=socket_timeout_s,
+                socket_connect_timeout=connect_timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                driver_info=None,
+            )
+    return RedisConnection.from_url(
+        url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s
+    )
+
+
+class _Script:
+    """A Lua script and its SHA1, by which EVALSHA names it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
 def _cost_argument(cost: int) -> tuple[int, ...]:
@@ -64,11 +82,11 @@ class _BucketScripts:
 
     __slots__ = ("buckets", "charge", "refund")
 
-    def __init__(self, client: RedisClient, buckets: tuple[Bucket, ...]) -> None:
+    def __init__(self, buckets: tuple[Bucket, ...]) -> None:
         self.buckets = buckets
-        # Registering computes the SHA locally; Redis loads a script on its first NOSCRIPT.
-        self.charge = client.register_script(_scripts.charge_script(buckets))
-        self.refund = client.register_script(_scripts.refund_script(buckets))
+        # Redis loads a script on its first NOSCRIPT.
+        self.charge = _Script(_scripts.charge_script(buckets))
+        self.refund = _Script(_scripts.refund_script(buckets))
 
 
 class RedisBackend:
@@ -79,7 +97,7 @@ class RedisBackend:
     def __init__(self, client: RedisClient, *, owns_client: bool = False) -> None:
         self.client = client
         self._owns_client = owns_client
-        self._hold = client.register_script(_scripts.HOLD_SLOT)
+        self._hold = _Script(_scripts.HOLD_SLOT)
         self._scripts: dict[tuple[Bucket, ...], _BucketScripts] = {}
         self._scripts_by_id: dict[int, _BucketScripts] = {}
         # redis-py's RedisCluster discovers the topology on first use; many first calls at
@@ -112,19 +130,16 @@ class RedisBackend:
         return cls(client, owns_client=True)
 
     async def _evalsha(
-        self, script: AsyncScript, numkeys: int, *keys_and_args: str | bytes | int
+        self, script: _Script, numkeys: int, *keys_and_args: str | bytes | int
     ) -> Any:
-        """EVALSHA, loading the script on NOSCRIPT (a restarted or failed-over Redis).
-
-        Called directly rather than through `AsyncScript.__call__`, whose per-call
-        bookkeeping shows on the hot path; the fallback is the same."""
+        """EVALSHA, loading the script on NOSCRIPT (a restarted or failed-over Redis)."""
         if self._needs_initialize:
             await self._initialize()
         try:
             try:
                 return await self.client.evalsha(script.sha, numkeys, *keys_and_args)
             except NoScriptError:
-                script.sha = await self.client.script_load(script.script)
+                await self.client.script_load(script.source)
                 return await self.client.evalsha(script.sha, numkeys, *keys_and_args)
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: {exc}") from exc
@@ -141,7 +156,7 @@ class RedisBackend:
         frozen = tuple(buckets)
         scripts = self._scripts.get(frozen)
         if scripts is None:
-            scripts = self._scripts[frozen] = _BucketScripts(self.client, frozen)
+            scripts = self._scripts[frozen] = _BucketScripts(frozen)
         if scripts.buckets is buckets:
             self._scripts_by_id[id(buckets)] = scripts
         return scripts

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+import ratelimit
+
 PROVIDERS = ("local", "gemini", "openai")
 
 
@@ -128,12 +130,12 @@ class Settings:
                 "DATABASE_URL must be postgresql+asyncpg://… or sqlite+aiosqlite:///…"
             )
         redis_url = (env.get("REDIS_URL") or "").strip() or None
-        schemes = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
-        if redis_url is not None and not redis_url.startswith(schemes):
-            raise SettingsError(
-                "REDIS_URL must be redis://… or rediss://… (redis+cluster://… for a Redis "
-                f"Cluster), got {redis_url.split('://')[0]}://…"
-            )
+        if redis_url is not None and redis_url.startswith("memory://"):
+            raise SettingsError("REDIS_URL must be a Redis URL; leave it unset for memory://")
+        try:
+            ratelimit.check_url(redis_url)
+        except ratelimit.RateLimitConfigError as exc:
+            raise SettingsError(f"REDIS_URL: {exc}") from None
 
         providers = tuple(
             p.strip() for p in (env.get("IMAGE_PROVIDERS") or "local").split(",") if p.strip()

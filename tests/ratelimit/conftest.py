@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from ratelimit import CircuitBreaker, Policies, RateLimiter, RedisBackend, RoutePolicy
 from ratelimit._redis import connect
@@ -115,16 +116,17 @@ def cluster_url(redis_cluster: Cluster) -> str:
 MakeLimiter = Callable[..., Awaitable[RateLimiter]]
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=["memory", "redis", "redis-py", "cluster"])
 async def make_limiter(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[MakeLimiter]:
-    """A factory of limiters on each backend in turn (memory on the fake clock)."""
+    """A factory of limiters on each backend in turn (memory on the fake clock; Redis on the
+    limiter's own connection, and on a redis-py client handed to `RedisBackend`)."""
     made: list[RateLimiter] = []
     kind = request.param
     url = "memory://"
     if kind != "memory":
-        url = request.getfixturevalue("redis_url" if kind == "redis" else "cluster_url")
+        url = request.getfixturevalue("cluster_url" if kind == "cluster" else "redis_url")
 
     async def make(*routes: RoutePolicy, **options: Any) -> RateLimiter:
         pol = options.pop("policies", None) or policies(*routes)
@@ -132,7 +134,12 @@ async def make_limiter(
             limiter = RateLimiter.from_url(url, pol, clock=clock, **options)
         else:
             # Generous timeouts: these tests check behaviour, not the outage policy.
-            backend = RedisBackend(connect(url, socket_timeout_s=5.0), owns_client=True)
+            client = (
+                redis.asyncio.Redis.from_url(url, socket_timeout=5.0)
+                if kind == "redis-py"
+                else connect(url, socket_timeout_s=5.0)
+            )
+            backend = RedisBackend(client, owns_client=True)
             options.setdefault("breaker", CircuitBreaker(failure_threshold=100))
             limiter = RateLimiter(backend, pol, **options)
         made.append(limiter)
