@@ -26,7 +26,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
@@ -75,8 +75,8 @@ class _Protocol(asyncio.Protocol):
         self.failure: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, hence the cast.
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         """Write one packed command; the future gets its reply (or its error)."""

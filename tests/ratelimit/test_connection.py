@@ -29,6 +29,12 @@ pytestmark = pytest.mark.anyio
 GEN = RoutePolicy("generate", 10, 60)
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Both event loops: the service runs on uvloop, whose transports differ."""
+    return "asyncio", {"use_uvloop": request.param == "uvloop"}
+
+
 @pytest.fixture
 def own_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """A redis-server of this test's own, started with the test's `extra_args` marker."""
