@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 from prometheus_client import CollectorRegistry
@@ -46,13 +46,13 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "redis
 SLOT_RETRY_AFTER_S = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """An admitted request: what it was charged and the headers to send with the answer.
 
     `remaining` and `reset_after` are the route limit's `r` and `t` (see `RateLimit`);
     `source` says who decided: `"redis"`, `"memory"`, or `"fallback"` (the local bucket of a
-    fail-open route while Redis is unreachable).
+    fail-open route while Redis is unreachable). (A named tuple: made on every decision,
+    it is made fast.)
     """
 
     route_id: str
@@ -232,7 +232,7 @@ class RateLimiter:
         sent_at = self._clock()
         denial = self._denials.lookup(identity, route_id, units, sent_at)
         if denial is not None:
-            route.counters.limited.inc()
+            route.counters.limited += 1
             raise self._refusal_from_cache(route, denial, sent_at)
         if self.breaker.allows_call():
             try:
@@ -243,30 +243,30 @@ class RateLimiter:
             else:
                 self.breaker.record_success()
                 if verdict.allowed:
-                    route.counters.allowed.inc()
+                    route.counters.allowed += 1
                     return self._decision(route, identity, units, verdict, self.backend.name)
                 self._denials.remember(identity, route_id, units, sent_at, verdict)
-                route.counters.limited.inc()
+                route.counters.limited += 1
                 raise self._refusal(route, route.buckets, route.policy_header, verdict)
         return await self._during_outage(route, identity, units)
 
     async def _during_outage(self, route: _Route, identity: str, units: int) -> Decision:
         if route.policy.fail == "closed":
-            route.counters.unavailable.inc()
+            route.counters.unavailable += 1
             retry_after = self.breaker.retry_after_s()
             raise RateLimitUnavailable(
                 route.policy.route_id,
                 retry_after,
                 {"RateLimit-Policy": route.policy_header, "Retry-After": str(retry_after)},
             )
-        route.counters.fail_open.inc()
+        route.counters.fail_open += 1
         # A local limit divided by `instances` may be smaller than the cost: charge what fits.
         units = min(units, *(b.limit for b in route.local_buckets))
         verdict = await self._local.charge(identity, route.local_buckets, units)
         if verdict.allowed:
-            route.counters.allowed.inc()
+            route.counters.allowed += 1
             return self._decision(route, identity, units, verdict, "fallback")
-        route.counters.limited.inc()
+        route.counters.limited += 1
         raise self._refusal(route, route.local_buckets, route.local_policy_header, verdict)
 
     def _decision(
@@ -361,7 +361,7 @@ class RateLimiter:
         if route.policy.concurrency is None:
             return slot
         if not await slot._hold():
-            route.counters.limited.inc()
+            route.counters.limited += 1
             raise RateLimitExceeded(
                 route_id,
                 SLOT_RETRY_AFTER_S,
@@ -431,7 +431,7 @@ class Slot:
                     self.held = held
                     return held
             if policy.fail == "closed":
-                self._route.counters.unavailable.inc()
+                self._route.counters.unavailable += 1
                 retry_after = limiter.breaker.retry_after_s()
                 raise RateLimitUnavailable(
                     self.route_id, retry_after, {"Retry-After": str(retry_after)}
@@ -439,7 +439,7 @@ class Slot:
             if backend is not None:
                 # A Redis slot we cannot reach: keep counting it as held until Redis is back.
                 return True
-        self._route.counters.fail_open.inc()
+        self._route.counters.fail_open += 1
         capacity = max(1, policy.concurrency // limiter.instances)
         self._backend = limiter._local
         self.held = await limiter._local.hold_slot(
