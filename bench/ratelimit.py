@@ -7,7 +7,10 @@ Without --redis-url a throwaway redis-server is started (tests.servers.RedisServ
 For each concurrency (1 and 50 callers) it measures decisions per second and p50/p99
 latency of:
   enforce     `await enforce_rate_limit(route, request, user_id)`, headers included
-  evalsha     a raw EVALSHA of `return 1` (one key) on the limiter's own client
+  evalsha     a raw EVALSHA of `return 1` (one key) on the limiter's own client (its
+              multiplexed connection): the floor of one round trip
+  redis-py    the same raw EVALSHA on a redis-py client with the same timeouts: what one
+              round trip costs an application built on redis-py
   moving      limits' async Redis moving window: hit + get_window_stats
   sliding     limits' async Redis sliding-window counter: hit + get_window_stats
 and prints the ratios. Each measurement is repeated `--rounds` times, interleaved, and the
@@ -31,12 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+import redis.asyncio  # noqa: E402
 from limits import RateLimitItemPerMinute  # noqa: E402
 from limits.aio.storage import RedisStorage  # noqa: E402
 from limits.aio.strategies import (  # noqa: E402
     MovingWindowRateLimiter,
     SlidingWindowCounterRateLimiter,
 )
+from redis.asyncio.retry import Retry  # noqa: E402
+from redis.backoff import NoBackoff  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 
@@ -106,7 +112,14 @@ async def run(url: str, seconds: float, rounds: int) -> None:
     raw_keys = [f"rl:{{user:{u}}}:raw" for u in user_ids]
 
     async def evalsha(i: int) -> object:
-        return await client.evalsha(sha, 1, raw_keys[i])  # type: ignore[misc]
+        return await client.evalsha(sha, 1, raw_keys[i])
+
+    redis_py = redis.asyncio.Redis.from_url(
+        url, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+    )
+
+    async def redis_py_evalsha(i: int) -> object:
+        return await redis_py.evalsha(sha, 1, raw_keys[i])  # type: ignore[misc]
 
     storage = RedisStorage(url.replace("redis://", "async+redis://", 1), implementation="redispy")
     item = RateLimitItemPerMinute(LIMIT)
@@ -122,7 +135,11 @@ async def run(url: str, seconds: float, rounds: int) -> None:
         return await sliding_window.get_window_stats(item, "sliding", user_ids[i])
 
     ops: dict[str, Op] = {
-        "evalsha": evalsha, "enforce": enforce, "moving": moving, "sliding": sliding,
+        "evalsha": evalsha,
+        "redis-py": redis_py_evalsha,
+        "enforce": enforce,
+        "moving": moving,
+        "sliding": sliding,
     }
     print(f"redis {url}; {seconds:g} s per measurement, best of {rounds} rounds")
     try:
@@ -138,14 +155,18 @@ async def run(url: str, seconds: float, rounds: int) -> None:
             for name, (rate, p50, p99) in best.items():
                 print(f"  {name:10} {rate:12,.0f} {p50:8.3f} {p99:8.3f}")
             e = best["enforce"][0]
+            ratios = ", ".join(
+                f"enforce / {name} = {e / best[name][0]:.2f}x"
+                for name in ("evalsha", "redis-py", "moving", "sliding")
+            )
+            print(f"  {ratios}")
             print(
-                f"  enforce / evalsha = {e / best['evalsha'][0]:.2f}x   "
-                f"enforce / moving = {e / best['moving'][0]:.2f}x   "
-                f"enforce / sliding = {e / best['sliding'][0]:.2f}x   "
-                f"(moving / evalsha = {best['moving'][0] / best['evalsha'][0]:.2f}x, "
+                f"  (redis-py / evalsha = {best['redis-py'][0] / best['evalsha'][0]:.2f}x, "
+                f"moving / evalsha = {best['moving'][0] / best['evalsha'][0]:.2f}x, "
                 f"sliding / evalsha = {best['sliding'][0] / best['evalsha'][0]:.2f}x)"
             )
     finally:
+        await redis_py.aclose()
         await limiter.aclose()
 
 
