@@ -282,6 +282,9 @@ class RedisConnection:
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: str | bytes | int) -> Awaitable[Any]:
         return self.execute("EVALSHA", sha, numkeys, *keys_and_args)
 
+    def eval(self, script: str, numkeys: int, *keys_and_args: str | bytes | int) -> Awaitable[Any]:
+        return self.execute("EVAL", script, numkeys, *keys_and_args)
+
     async def script_load(self, script: str) -> str:
         sha = await self.execute("SCRIPT", "LOAD", script)
         return sha.decode() if isinstance(sha, bytes) else str(sha)

@@ -1,10 +1,14 @@
-"""The Lua scripts: one atomic call per decision, on Redis server time, in integers.
+"""The Lua scripts: atomic, on Redis server time, in integers.
 
 A bucket is a plain string key, `"<scaled tokens> <time in µs>"` (see `_bucket` for the
 scaling), written with one `SET … PX`: a hash needed HSET and PEXPIRE, and every
 `redis.call` is a large part of a script this small. Every value stays below 2^53, so Lua's
 doubles hold it exactly; numbers are written with `%d` because Lua's default formatting
 would round them to 14 digits.
+
+One run of the charge script decides one request, or several in order: on one Redis, the
+requests of one event-loop tick share a run (see `RedisBackend.charge`), each still
+all-or-none.
 
 The charge and refund scripts are generated per tuple of buckets, with the limits and
 windows as constants in the source: parsing them from an argument on every call cost the
@@ -19,18 +23,18 @@ from collections.abc import Sequence
 
 from ._backend import Bucket
 
-# Shared head of the generated scripts. KEYS: one bucket per limit, in the order of the
-# constants; ARGV[1]: the cost (absent means 1, the common case, so it is not sent).
+# Shared head of the generated scripts: the limits and windows of one tuple of buckets, and
+# Redis server time. A missing bucket is full.
 _HEAD = """
 local limits = {%(limits)s}
 local windows = {%(windows)s}
+local n = #limits
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local cost = tonumber(ARGV[1] or 1)
--- Scaled tokens in bucket i now, and whether it is stored (a missing bucket is full).
-local function level_of(i)
+-- Scaled tokens in bucket i (stored at `key`) now, and whether it is stored.
+local function level_of(key, i)
   local full = limits[i] * windows[i]
-  local v = redis.call('GET', KEYS[i])
+  local v = redis.call('GET', key)
   if not v then return full, false end
   local sp = string.find(v, ' ', 1, true)
   local elapsed = now - tonumber(string.sub(v, sp + 1))
@@ -46,47 +50,59 @@ end
 -- The key lives until the bucket is full again (a missing key means exactly that), and at
 -- least a second: a key read after it is full reads as full, so it changes no decision, but
 -- a fast bucket would otherwise be deleted and made again on nearly every request.
-local function store(i, level, reset)
+local function store(key, level, reset)
   local value = string.format('%%d %%d', level, now)
-  redis.call('SET', KEYS[i], value, 'PX', math.max(math.ceil(reset / 1000) + 1, 1000))
+  redis.call('SET', key, value, 'PX', math.max(math.ceil(reset / 1000) + 1, 1000))
 end
 """
 
-# Takes `cost` from every bucket, or from none when any lacks it (a refusal charges
-# nothing). Returns integers {retry_after_us, remaining_1, reset_us_1, remaining_2, …}:
-# hiredis turns them into Python ints with no parsing left to do on the client.
+# Decides one or more requests, in order: KEYS holds `n` bucket keys per request (in the
+# order of the constants), ARGV the cost of each request (absent: every cost is 1, the
+# common case, so nothing is sent). Each request takes its cost from every one of its
+# buckets, or from none when any lacks it (a refusal charges nothing). Returns integers,
+# for each request {retry_after_us, remaining_1, reset_us_1, remaining_2, …}: hiredis turns
+# them into Python ints with no parsing left to do on the client.
 _CHARGE = _HEAD + """
-local levels = {}
-local retry = 0
-for i = 1, #KEYS do
-  local level = level_of(i)
-  local missing = cost * windows[i] - level
-  if missing > 0 then
-    local wait = math.ceil(missing / limits[i])
-    if wait > retry then retry = wait end
+local out = {}
+local o = 0
+for r = 0, #KEYS / n - 1 do
+  local cost = tonumber(ARGV[r + 1] or 1)
+  local base = r * n
+  local levels = {}
+  local retry = 0
+  for i = 1, n do
+    local level = level_of(KEYS[base + i], i)
+    local missing = cost * windows[i] - level
+    if missing > 0 then
+      local wait = math.ceil(missing / limits[i])
+      if wait > retry then retry = wait end
+    end
+    levels[i] = level
   end
-  levels[i] = level
-end
-local out = {retry}
-for i = 1, #KEYS do
-  local level = levels[i]
-  if retry == 0 then level = level - cost * windows[i] end
-  local reset = reset_of(i, level)
-  if retry == 0 then store(i, level, reset) end
-  out[2 * i] = math.floor(level / windows[i])
-  out[2 * i + 1] = reset
+  out[o + 1] = retry
+  for i = 1, n do
+    local level = levels[i]
+    if retry == 0 then level = level - cost * windows[i] end
+    local reset = reset_of(i, level)
+    if retry == 0 then store(KEYS[base + i], level, reset) end
+    out[o + 2 * i] = math.floor(level / windows[i])
+    out[o + 2 * i + 1] = reset
+  end
+  o = o + 2 * n + 1
 end
 return out
 """
 
-# Gives `cost` back to every stored bucket, never above full (a full bucket is deleted).
+# Gives `cost` (ARGV[1], absent: 1) back to every stored bucket of one caller (KEYS, in the
+# order of the constants), never above full (a full bucket is deleted).
 _REFUND = _HEAD + """
-for i = 1, #KEYS do
-  local level, stored = level_of(i)
+local cost = tonumber(ARGV[1] or 1)
+for i = 1, n do
+  local level, stored = level_of(KEYS[i], i)
   if stored then
     level = math.min(limits[i] * windows[i], level + cost * windows[i])
     local reset = reset_of(i, level)
-    if reset == 0 then redis.call('DEL', KEYS[i]) else store(i, level, reset) end
+    if reset == 0 then redis.call('DEL', KEYS[i]) else store(KEYS[i], level, reset) end
   end
 end
 return 1

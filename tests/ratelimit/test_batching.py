@@ -1,0 +1,157 @@
+"""Requests decided together: on the limiter's own connection, the requests of one
+event-loop tick that find another of their route waiting for Redis share one run of the
+charge script. Each is still all-or-none and decided in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+
+from ratelimit import (
+    Budget,
+    Policies,
+    RateLimiter,
+    RateLimitExceeded,
+    RateLimitUnavailable,
+    RoutePolicy,
+)
+from tests.conftest import ExternalServer
+from tests.servers import RedisServer
+
+from .conftest import policies
+
+pytestmark = pytest.mark.anyio
+
+GEN = RoutePolicy("generate", 100, 86400)
+
+
+async def script_runs(url: str) -> int:
+    """How many EVALSHA and EVAL commands Redis has run."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+    finally:
+        await client.aclose()
+
+
+async def admitted(limiter: RateLimiter, route: str, identity: str, cost: int) -> int:
+    try:
+        await limiter.check(route, identity, cost=cost)
+    except RateLimitExceeded:
+        return 0
+    return cost
+
+
+async def test_a_burst_is_decided_exactly_in_few_runs(redis_url: str) -> None:
+    """300 concurrent requests against a limit of 100: exactly 100 pass, and Redis ran the
+    script far fewer than 300 times."""
+    limiter = RateLimiter.from_url(redis_url, policies(GEN), socket_timeout_s=5.0)
+    try:
+        await limiter.check("generate", "user:warm")  # connected, script loaded
+        before = await script_runs(redis_url)
+        results = await asyncio.gather(
+            *(admitted(limiter, "generate", "user:burst", 1) for _ in range(300))
+        )
+        runs = await script_runs(redis_url) - before
+        assert sum(results) == 100
+        assert runs < 30
+        with pytest.raises(RateLimitExceeded):
+            await limiter.check("generate", "user:burst")
+    finally:
+        await limiter.aclose()
+
+
+async def test_weighted_requests_in_one_run_add_up_exactly(redis_url: str) -> None:
+    limiter = RateLimiter.from_url(redis_url, policies(GEN), socket_timeout_s=5.0)
+    try:
+        costs = [1, 2, 4] * 40  # 280 units asked for, 100 available
+        results = await asyncio.gather(
+            *(admitted(limiter, "generate", "user:w", c) for c in costs)
+        )
+        taken = sum(results)
+        # Plenty of requests of cost 1 come after any refusal of a bigger one: all 100 go.
+        assert taken == 100
+        with pytest.raises(RateLimitExceeded):
+            await limiter.check("generate", "user:w")
+    finally:
+        await limiter.aclose()
+
+
+async def test_requests_of_many_callers_with_a_shared_budget(redis_url: str) -> None:
+    """Batched requests of different callers, each checked against the route and a budget:
+    every caller gets its own answer, and the budget is all-or-none per request."""
+    route = RoutePolicy("generate", 5, 86400)
+    pol = Policies({"generate": route}, (Budget("ai", 8, 86400, frozenset({"generate"})),))
+    limiter = RateLimiter.from_url(redis_url, pol, socket_timeout_s=5.0)
+    try:
+        users = [f"user:b{i}" for i in range(20)]
+        # Per caller: 5 route units, but 8 budget units shared by its requests of cost 2.
+        results = await asyncio.gather(
+            *(admitted(limiter, "generate", u, 2) for u in users for _ in range(4))
+        )
+        per_user = [sum(results[i * 4 : (i + 1) * 4]) for i in range(len(users))]
+        assert per_user == [4] * len(users)  # two requests of 2 fit the route's 5
+        decision = await limiter.check("generate", users[0])
+        assert decision.headers["RateLimit"].startswith('"generate";r=0;')
+        assert '"ai";r=3;' in decision.headers["RateLimit"]
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_caller_cancelled_before_the_run_is_not_charged(redis_url: str) -> None:
+    limiter = RateLimiter.from_url(redis_url, policies(GEN), socket_timeout_s=5.0)
+    try:
+        first = asyncio.ensure_future(limiter.check("generate", "user:c"))  # sent alone
+        second = asyncio.ensure_future(limiter.check("generate", "user:c"))  # gathered
+        third = asyncio.ensure_future(limiter.check("generate", "user:c", cost=50))
+        await asyncio.sleep(0)  # all three have started; the run is not sent yet
+        third.cancel()
+        await asyncio.gather(first, second)
+        with pytest.raises(asyncio.CancelledError):
+            await third
+        assert (await limiter.check("generate", "user:c")).remaining == 97
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_script_lost_by_redis_is_sent_again(redis_url: str) -> None:
+    limiter = RateLimiter.from_url(redis_url, policies(GEN), socket_timeout_s=5.0)
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await limiter.check("generate", "user:s")
+        await admin.script_flush()
+        before = await script_runs(redis_url)
+        results = await asyncio.gather(
+            *(admitted(limiter, "generate", "user:s", 1) for _ in range(50))
+        )
+        assert sum(results) == 50
+        # The lone request and the gathered run each fail once, then run with EVAL.
+        assert await script_runs(redis_url) - before <= 6
+        assert (await limiter.check("generate", "user:s")).remaining == 48
+    finally:
+        await admin.aclose()
+        await limiter.aclose()
+
+
+async def test_a_dead_redis_fails_every_waiting_request(
+    redis_server: RedisServer | ExternalServer, redis_url: str
+) -> None:
+    if isinstance(redis_server, ExternalServer):
+        pytest.skip("TEST_REDIS_URL points at a server this test cannot kill")
+    limiter = RateLimiter.from_url(redis_url, policies(GEN), socket_timeout_s=5.0)
+    try:
+        await limiter.check("generate", "user:d")
+        redis_server.kill()
+        try:
+            results = await asyncio.gather(
+                *(limiter.check("generate", "user:d") for _ in range(40)),
+                return_exceptions=True,
+            )
+        finally:
+            redis_server.start()
+        assert all(isinstance(r, RateLimitUnavailable) for r in results)
+    finally:
+        await limiter.aclose()
