@@ -42,13 +42,13 @@ class Verdict(NamedTuple):
 
 
 def bucket_key(identity: str, name: str) -> str:
-    # `:bucket` since buckets became plain strings: the hashes of the earlier
-    # `rl:{<identity>}:<name>` keys are never read again (a string command on a hash is a
-    # WRONGTYPE error, and an instance still running the old code would fail on a string)
-    # and expire within one window. The price is paid once, at the upgrade: a caller
-    # starts with a full bucket, and while old and new instances run side by side each
-    # counts separately.
-    return f"rl:{{{identity}}}:{name}:bucket"
+    # The suffix names the value's format; a new format gets a new suffix. Then an instance
+    # still running the previous version never reads a value it cannot parse (which would
+    # be a script error, a 503 on a fail-closed route) while old and new run side by side;
+    # the price is paid once, at the upgrade: each counts separately for one window, and a
+    # caller starts with a full bucket. Earlier formats: `rl:{<identity>}:<name>` (a hash),
+    # `…:<name>:bucket` (the numbers as text). Their keys expire within one window.
+    return f"rl:{{{identity}}}:{name}:tokens"
 
 
 def slots_key(identity: str, route_id: str) -> str:

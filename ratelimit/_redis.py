@@ -80,7 +80,7 @@ def _cost_argument(cost: int) -> tuple[int, ...]:
 
 # The most requests one run of the charge script decides: a run blocks Redis while it lasts
 # (about 2 µs per request), and a bigger batch gains little.
-MAX_BATCH = 128
+MAX_BATCH = 16
 
 
 def _verdict(out: list[int]) -> Verdict:
@@ -188,10 +188,16 @@ class RedisBackend:
         if self._needs_initialize:
             await self._initialize()
         try:
-            try:
-                return await self.client.evalsha(script.sha, numkeys, *keys_and_args)
-            except NoScriptError:  # EVAL runs it and has Redis keep it for the next EVALSHA
-                return await self.client.eval(script.source, numkeys, *keys_and_args)
+            return await self.client.evalsha(script.sha, numkeys, *keys_and_args)
+        except NoScriptError:
+            return await self._eval(script, numkeys, *keys_and_args)
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: {exc}") from exc
+
+    async def _eval(self, script: _Script, numkeys: int, *keys_and_args: str | bytes | int) -> Any:
+        """EVAL: runs a script Redis has lost, and has Redis keep it for the next EVALSHA."""
+        try:
+            return await self.client.eval(script.source, numkeys, *keys_and_args)
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: {exc}") from exc
 
@@ -238,7 +244,7 @@ class RedisBackend:
                 # only when Redis has lost the script.
                 out = await self.client.evalsha(scripts.charge.sha, n, *args)
             except NoScriptError:
-                out = await self._evalsha(scripts.charge, n, *args)
+                out = await self._eval(scripts.charge, n, *args)
             except _FAILURES as exc:
                 raise BackendUnavailable(f"redis: {exc}") from exc
             finally:

@@ -36,7 +36,7 @@ async def test_bucket_expires_when_it_would_be_full_again(redis_url: str) -> Non
         # 4 of 10 units over 60 s: full again in 24 s; 4 of 100 over an hour: in 144 s.
         assert decision.headers["RateLimit"] == '"generate";r=6;t=24, "ai";r=96;t=144'
         for name, reset_ms in (("generate", 24_000), ("ai", 144_000)):
-            key = f"rl:{{user:a}}:{name}:bucket"
+            key = f"rl:{{user:a}}:{name}:tokens"
             assert await client.type(key) == b"string"
             assert reset_ms - 1_000 < await client.pttl(key) <= reset_ms + 1
     finally:
@@ -48,7 +48,7 @@ async def test_refused_request_leaves_the_key_untouched(redis_url: str) -> None:
     """A refusal writes nothing: the same value, and a TTL that is not extended."""
     limiter = RateLimiter.from_url(redis_url, policies(GEN))
     client = redis.asyncio.Redis.from_url(redis_url)
-    key = "rl:{user:a}:generate:bucket"
+    key = "rl:{user:a}:generate:tokens"
     try:
         await limiter.check("generate", "user:a", cost=8)
         before, ttl_before = await client.get(key), await client.pttl(key)
@@ -61,11 +61,13 @@ async def test_refused_request_leaves_the_key_untouched(redis_url: str) -> None:
         await limiter.aclose()
 
 
-async def test_keys_of_the_hash_format_do_not_disturb_decisions(redis_url: str) -> None:
-    """A bucket left as a hash under the previous key name is ignored, not a WRONGTYPE."""
+async def test_keys_of_earlier_formats_do_not_disturb_decisions(redis_url: str) -> None:
+    """Buckets left in an earlier format (a hash, then text) under their key names are
+    ignored: no WRONGTYPE, no parse error."""
     client = redis.asyncio.Redis.from_url(redis_url)
     await client.hset("rl:{user:a}:generate", mapping={"s": 0, "t": 0})
     await client.pexpire("rl:{user:a}:generate", 60_000)
+    await client.set("rl:{user:a}:generate:bucket", "0 1000", px=60_000)
     limiter = RateLimiter.from_url(redis_url, policies(GEN))
     try:
         assert (await limiter.check("generate", "user:a")).remaining == 9
@@ -93,7 +95,7 @@ async def test_fast_bucket_keeps_its_key_for_a_second(redis_url: str) -> None:
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
         assert (await limiter.check("fast", "user:a")).headers["RateLimit"] == '"fast";r=999;t=1'
-        assert 900 < await client.pttl("rl:{user:a}:fast:bucket") <= 1000
+        assert 900 < await client.pttl("rl:{user:a}:fast:tokens") <= 1000
         await anyio.sleep(0.01)  # 10 units refill: the bucket is full, its key still there
         assert (await limiter.check("fast", "user:a")).remaining == 999
     finally:
