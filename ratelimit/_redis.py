@@ -125,12 +125,13 @@ class _BucketScripts:
     of this event-loop tick gathering for the next run of the charge script, and how many
     runs are waiting for Redis."""
 
-    __slots__ = ("batch", "buckets", "charge", "in_flight", "refund", "width")
+    __slots__ = ("batch", "buckets", "charge", "charge_one", "in_flight", "refund", "width")
 
     def __init__(self, buckets: tuple[Bucket, ...]) -> None:
         self.buckets = buckets
         # Redis loads a script on its first NOSCRIPT.
         self.charge = _Script(_scripts.charge_script(buckets))
+        self.charge_one = _Script(_scripts.charge_one_script(buckets))
         self.refund = _Script(_scripts.refund_script(buckets))
         # The integers the charge script returns per request.
         self.width = 1 + 2 * len(buckets)
@@ -242,9 +243,9 @@ class RedisBackend:
             try:
                 # `_evalsha` inlined (one coroutine less per decision); it takes over
                 # only when Redis has lost the script.
-                out = await self.client.evalsha(scripts.charge.sha, n, *args)
+                out = await self.client.evalsha(scripts.charge_one.sha, n, *args)
             except NoScriptError:
-                out = await self._eval(scripts.charge, n, *args)
+                out = await self._eval(scripts.charge_one, n, *args)
             except _FAILURES as exc:
                 raise BackendUnavailable(f"redis: {exc}") from exc
             finally:

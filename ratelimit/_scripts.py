@@ -110,6 +110,66 @@ return 1
 """
 
 
+# One request, unrolled: the same arithmetic as `_CHARGE` for r = 0, with every limit and
+# window a literal and no tables, closures or loops to build on each run. A lone request is
+# the common case, and this saves the server about a quarter of the script's time.
+# KEYS: the request's bucket keys; ARGV[1]: its cost (absent: 1).
+_ONE_HEAD = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local cost = tonumber(ARGV[1] or 1)
+local retry = 0
+"""
+
+_ONE_READ = """
+local level{i} = {full}
+do
+  local v = redis.call('GET', KEYS[{i}])
+  if v then
+    local stored, at = struct.unpack('dd', v)
+    local elapsed = now - at
+    if elapsed < 0 then elapsed = 0 elseif elapsed > {window} then elapsed = {window} end
+    level{i} = stored + elapsed * {limit}
+    if level{i} > {full} then level{i} = {full} end
+  end
+  local missing = cost * {window} - level{i}
+  if missing > 0 then
+    local wait = math.ceil(missing / {limit})
+    if wait > retry then retry = wait end
+  end
+end
+"""
+
+_ONE_WRITE = """
+level{i} = level{i} - cost * {window}
+local reset{i} = math.ceil(({full} - level{i}) / {limit})
+redis.call('SET', KEYS[{i}], struct.pack('dd', level{i}, now), 'PX',
+  math.max(math.ceil(reset{i} / 1000) + 1, 1000))
+"""
+
+
+def charge_one_script(buckets: Sequence[Bucket]) -> str:
+    """The charge script of `buckets` for one request, unrolled (KEYS in the same order)."""
+    values = [
+        {"i": i, "limit": b.limit, "window": b.window_us, "full": b.limit * b.window_us}
+        for i, b in enumerate(buckets, 1)
+    ]
+    refused = ", ".join(
+        "math.floor(level{i} / {window}), math.ceil(({full} - level{i}) / {limit})".format(**v)
+        for v in values
+    )
+    admitted = ", ".join("math.floor(level{i} / {window}), reset{i}".format(**v) for v in values)
+    return "".join(
+        [
+            _ONE_HEAD,
+            *(_ONE_READ.format(**v) for v in values),
+            f"if retry > 0 then return {{retry, {refused}}} end\n",
+            *(_ONE_WRITE.format(**v) for v in values),
+            f"return {{0, {admitted}}}\n",
+        ]
+    )
+
+
 def _constants(buckets: Sequence[Bucket]) -> dict[str, str]:
     return {
         "limits": ", ".join(str(b.limit) for b in buckets),
@@ -118,7 +178,8 @@ def _constants(buckets: Sequence[Bucket]) -> dict[str, str]:
 
 
 def charge_script(buckets: Sequence[Bucket]) -> str:
-    """The charge script of `buckets` (KEYS in the same order)."""
+    """The charge script of `buckets` for any number of requests (KEYS in the same order,
+    one run of them per request)."""
     return _CHARGE % _constants(buckets)
 
 
