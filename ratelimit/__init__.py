@@ -1,5 +1,8 @@
-"""A global, weighted rate limiter: one atomic Redis script per decision (or an in-process
-store for one instance), IETF RateLimit headers, per-route outage policy, concurrency slots.
+"""A global, weighted rate limiter: one atomic Redis script decides each request (or an
+in-process store for one instance), IETF RateLimit headers, per-route outage policy,
+concurrency slots. It talks to Redis over one multiplexed connection of its own, where
+concurrent requests are pipelined and decided together by one run of the script (see
+`RedisBackend.charge`); a Redis Cluster is reached through redis-py.
 
     limiter = RateLimiter.from_url(REDIS_URL or None, load_policies(RATE_LIMITS),
                                    trusted_proxies=TRUSTED_PROXIES, registry=registry)
@@ -14,6 +17,7 @@ to responses.
 
 from ._backend import Backend, Bucket, Verdict
 from ._breaker import CircuitBreaker
+from ._connection import RedisConnection
 from ._errors import (
     BackendUnavailable,
     CostExceedsLimit,
@@ -59,6 +63,7 @@ __all__ = [
     "RateLimitUnavailable",
     "RateLimiter",
     "RedisBackend",
+    "RedisConnection",
     "RoutePolicy",
     "Slot",
     "UnknownRoute",

@@ -272,18 +272,23 @@ class RateLimiter:
     def _decision(
         self, route: _Route, identity: str, units: int, verdict: Verdict, source: str
     ) -> Decision:
-        buckets = route.buckets if source != "fallback" else route.local_buckets
-        header = route.policy_header if source != "fallback" else route.local_policy_header
+        if source == "fallback":
+            buckets, header = route.local_buckets, route.local_policy_header
+        else:
+            buckets, header = route.buckets, route.policy_header
+        remaining, reset_us = verdict.remaining, verdict.reset_us
+        reset_after = whole_seconds(reset_us[0])
+        if len(buckets) == 1:  # `ratelimit_field` inlined for the common case
+            field = f'"{route.policy.route_id}";r={remaining[0]};t={reset_after}'
+        else:
+            field = ratelimit_field(buckets, remaining, reset_us)
         return Decision(
             route.policy.route_id,
             identity,
             units,
-            verdict.remaining[0],
-            whole_seconds(verdict.reset_us[0]),
-            {
-                "RateLimit-Policy": header,
-                "RateLimit": ratelimit_field(buckets, verdict.remaining, verdict.reset_us),
-            },
+            remaining[0],
+            reset_after,
+            {"RateLimit-Policy": header, "RateLimit": field},
             source,
         )
 

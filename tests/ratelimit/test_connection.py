@@ -20,8 +20,14 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from ratelimit import Policies, RateLimitConfigError, RateLimiter, RoutePolicy, connect
-from ratelimit._connection import RedisConnection
+from ratelimit import (
+    Policies,
+    RateLimitConfigError,
+    RateLimiter,
+    RedisConnection,
+    RoutePolicy,
+    connect,
+)
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.anyio
