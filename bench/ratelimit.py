@@ -13,10 +13,12 @@ latency of:
               round trip costs an application built on redis-py
   moving      limits' async Redis moving window: hit + get_window_stats
   sliding     limits' async Redis sliding-window counter: hit + get_window_stats
-and prints the ratios. Every decision is a real one: Redis time, the caller's bucket read
-and written, the headers formatted. At 50 callers the limiter decides the requests that
-find others of their route waiting for Redis together, up to 16 per run of its script
-(see `RedisBackend.charge`), which is why it can go faster than one EVALSHA per call.
+and prints the ratios; for one caller also the ratio of enforce to evalsha measured with
+their calls in turns (see `paired`). Every decision is a real one: Redis time, the
+caller's bucket read and written, the headers formatted. At 50 callers the limiter decides
+the requests that find others of their route waiting for Redis together, up to 16 per run
+of its script (see `RedisBackend.charge`), which is why it can go faster than one EVALSHA
+per call.
 Each measurement is repeated `--rounds` times, interleaved, and the
 best round kept (the machine's noise only ever slows a round down; on a shared 2-core
 machine, more and shorter rounds find the quiet moments more reliably than a few long ones).
@@ -90,6 +92,26 @@ async def measure(op: Op, concurrency: int, seconds: float) -> tuple[float, floa
     p50 = statistics.median(latencies) / 1e6
     p99 = latencies[int(len(latencies) * 0.99)] / 1e6
     return len(latencies) / elapsed, p50, p99
+
+
+async def paired(a: Op, b: Op, seconds: float) -> float:
+    """Rate of `b` relative to `a` for one caller, their calls taken in turns (a, b, a, b…)
+    so that both meet the same machine at every moment: the ratio of their summed times.
+    Measured one after the other, a quiet or a busy second on a shared machine lands on one
+    side only and moves the ratio by more than the difference being measured."""
+    clock = time.perf_counter_ns
+    spent_a = spent_b = 0
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        started = clock()
+        await a(n % USERS)
+        middle = clock()
+        await b(n % USERS)
+        spent_a += middle - started
+        spent_b += clock() - middle
+        n += 1
+    return spent_a / spent_b
 
 
 async def run(url: str, seconds: float, rounds: int) -> None:
@@ -169,6 +191,12 @@ async def run(url: str, seconds: float, rounds: int) -> None:
                 f"moving / evalsha = {best['moving'][0] / best['evalsha'][0]:.2f}x, "
                 f"sliding / evalsha = {best['sliding'][0] / best['evalsha'][0]:.2f}x)"
             )
+            if concurrency == 1:
+                turns = sorted([await paired(evalsha, enforce, seconds) for _ in range(rounds)])
+                print(
+                    f"  enforce / evalsha in turns, call by call: median "
+                    f"{statistics.median(turns):.2f}x (rounds {turns[0]:.2f}-{turns[-1]:.2f}x)"
+                )
     finally:
         await redis_py.aclose()
         await limiter.aclose()
