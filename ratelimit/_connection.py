@@ -40,6 +40,10 @@ _SSL_OPTIONS = {
 }
 
 
+# How long an overdue command is given for a reply already read from the socket.
+_GRACE_S = 0.001
+
+
 class _ReplyError(Exception):
     """An error reply as hiredis builds it; turned into redis-py's class on delivery."""
 
@@ -72,6 +76,8 @@ class _Protocol(asyncio.Protocol):
         # One timer watches the oldest command only: a timer per command would cost more
         # than the command's own bookkeeping.
         self._watchdog: asyncio.TimerHandle | None = None
+        # The oldest command when the watchdog last found it overdue (see _check_deadline).
+        self._overdue: asyncio.Future[Any] | None = None
         self.failure: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,10 +88,10 @@ class _Protocol(asyncio.Protocol):
         """Write one packed command; the future gets its reply (or its error)."""
         if self.failure is not None or self._transport is None:
             raise RedisConnectionError(f"redis connection closed: {self.failure}")
+        self._transport.write(command)
         reply: asyncio.Future[Any] = self._loop.create_future()
         deadline = self._loop.time() + self._timeout_s
         self._waiting.append((reply, deadline))
-        self._transport.write(command)
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
         return reply
@@ -111,11 +117,17 @@ class _Protocol(asyncio.Protocol):
         self._watchdog = None
         if not self._waiting:
             return
-        deadline = self._waiting[0][1]
-        if deadline <= self._loop.time():
-            self._fail(RedisTimeoutError(f"no reply from redis within {self._timeout_s:g} s"))
-        else:
+        oldest, deadline = self._waiting[0]
+        if deadline > self._loop.time():
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+        elif oldest is not self._overdue:
+            # Overdue, but its reply may be waiting in the socket: after a long callback
+            # elsewhere, uvloop runs due timers before it reads. Look again after one more
+            # turn of the loop, which reads first.
+            self._overdue = oldest
+            self._watchdog = self._loop.call_later(_GRACE_S, self._check_deadline)
+        else:
+            self._fail(RedisTimeoutError(f"no reply from redis within {self._timeout_s:g} s"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"redis connection lost: {exc or 'closed by the server'}"))
@@ -168,6 +180,9 @@ class RedisConnection:
         socket_timeout_s: float = 0.05,
         connect_timeout_s: float = 0.25,
     ) -> None:
+        for name, value in (("socket", socket_timeout_s), ("connect", connect_timeout_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"the {name} timeout must be a positive number of seconds")
         self.host, self.port, self.path, self.db = host, port, path, db
         self._username, self._password = username, password
         self._ssl = ssl_context
@@ -201,13 +216,16 @@ class RedisConnection:
             db = int(db_text or 0)
         except ValueError:
             raise ValueError(f"the Redis database must be a number, got {db_text!r}") from None
+        password = unquote(parts.password) if parts.password else None
+        if parts.username and password is None:
+            raise ValueError("a Redis user needs its password: redis://user:password@host")
         return cls(
             parts.hostname or "127.0.0.1",
             parts.port or 6379,
             path=unquote(parts.path) if parts.scheme == "unix" else None,
             db=db,
             username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
+            password=password,
             ssl_context=_ssl_context(options) if parts.scheme == "rediss" else None,
             socket_timeout_s=socket_timeout_s,
             connect_timeout_s=connect_timeout_s,
@@ -220,7 +238,7 @@ class RedisConnection:
         is returned, which saves a coroutine per command on the hot path."""
         command = _pack(args)
         protocol = self._protocol
-        if protocol is None or protocol.failure is not None:
+        if protocol is None or protocol.failure is not None or self._closed:
             return self._send_when_connected(command)
         return protocol.send(command)
 
@@ -231,19 +249,30 @@ class RedisConnection:
     async def _connected(self) -> _Protocol:
         if self._closed:
             raise RedisConnectionError("redis client is closed")
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-            self._connecting.add_done_callback(self._connect_done)
-        return await asyncio.shield(self._connecting)
+        attempt = self._connecting
+        if attempt is None:
+            attempt = self._connecting = asyncio.ensure_future(self._connect())
+            attempt.add_done_callback(self._connect_done)
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            if attempt.cancelled() and self._closed:  # aclose() ended the attempt, not us
+                raise RedisConnectionError("redis client is closed") from None
+            raise
 
     def _connect_done(self, attempt: asyncio.Future[_Protocol]) -> None:
         self._connecting = None
-        if not attempt.cancelled() and attempt.exception() is None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        if self._closed:  # aclose() came between the connect and this callback
+            attempt.result().close()
+        else:
             self._protocol = attempt.result()
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         protocol: _Protocol | None = None
+        hello: list[asyncio.Future[Any]] = []
 
         def factory() -> _Protocol:
             return _Protocol(loop, self._timeout_s)
@@ -257,7 +286,6 @@ class RedisConnection:
                         factory, self.host, self.port, ssl=self._ssl
                     )
                 # Sent back to back, before any command of a caller; their replies come first.
-                hello: list[asyncio.Future[Any]] = []
                 if self._password is not None:
                     auth = ["AUTH", self._password]
                     if self._username:
@@ -265,11 +293,13 @@ class RedisConnection:
                     hello.append(protocol.send(_pack(tuple(auth))))
                 if self.db:
                     hello.append(protocol.send(_pack(("SELECT", self.db))))
-                for reply in hello:
-                    await reply
+                await asyncio.gather(*hello)
         except BaseException as exc:
             if protocol is not None:
                 protocol.close()
+            for reply in hello:  # failed with the connection: nobody else will look
+                if reply.done() and not reply.cancelled():
+                    reply.exception()
             if isinstance(exc, TimeoutError):  # asyncio's (the builtin), not redis-py's
                 raise RedisTimeoutError(
                     f"could not connect to redis within {self._connect_timeout_s:g} s"

@@ -89,7 +89,7 @@ def check_url(url: str | None) -> None:
     if "+cluster://" not in url:
         try:
             RedisConnection.from_url(url)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:  # OSError: a TLS file that cannot be read
             raise RateLimitConfigError(f"rate limiter URL: {exc}") from None
 
 
@@ -163,6 +163,7 @@ class RateLimiter:
         *,
         socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        batching: bool = True,
         clock: Clock = time.monotonic,
         **options: object,
     ) -> RateLimiter:
@@ -170,15 +171,21 @@ class RateLimiter:
         Redis Cluster; see `check_url`) or, for `None` or `memory://`, on the in-process
         backend. Redis reads time out after
         `socket_timeout_s` (50 ms), connects after `connect_timeout_s` (250 ms), and are
-        never retried. `options` are the constructor's."""
+        never retried; `batching` is `RedisBackend`'s. `options` are the constructor's."""
         check_url(url)
         backend: Backend
         if url is None or url.startswith("memory://"):
             backend = MemoryBackend(clock=clock)
         else:
-            backend = RedisBackend.from_url(
-                url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s
-            )
+            try:
+                backend = RedisBackend.from_url(
+                    url,
+                    socket_timeout_s=socket_timeout_s,
+                    connect_timeout_s=connect_timeout_s,
+                    batching=batching,
+                )
+            except ValueError as exc:  # a timeout that is not a positive number
+                raise RateLimitConfigError(f"rate limiter: {exc}") from exc
         return cls(backend, policies, clock=clock, **options)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:

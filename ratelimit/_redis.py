@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from . import _scripts
 from ._backend import Bucket, Verdict, bucket_key, slots_key
@@ -29,6 +30,8 @@ from ._connection import RedisConnection
 from ._errors import BackendUnavailable
 
 RedisClient = RedisConnection | Redis | RedisCluster
+
+log = logging.getLogger("ratelimit")
 
 DEFAULT_SOCKET_TIMEOUT_S = 0.05
 # Connecting takes a TCP handshake and, under a burst of new connections on a busy event
@@ -107,6 +110,10 @@ def _deliver(
                 waiter.set_result(answer[i * width : (i + 1) * width])
 
 
+class _SendAlone(Exception):
+    """Handed to the callers of a run Redis refused as a run: send your request alone."""
+
+
 class _Batch:
     """The requests of one event-loop tick waiting to be decided by one run of a charge
     script: their keys in order, their costs, and the futures of their callers."""
@@ -140,11 +147,19 @@ class _BucketScripts:
 
 
 class RedisBackend:
-    """Token buckets and slots in Redis, one Lua script per decision."""
+    """Token buckets and slots in Redis: one atomic Lua script decides each request.
+
+    With `batching` (the default), on the limiter's own connection to one Redis, requests
+    that find others of their route waiting for Redis are decided together by one run of
+    the script (see `charge`); such a run holds the keys of several callers, which only one
+    Redis, or a proxy that refuses it with CROSSSLOT (then it stops), can take. Give
+    `batching=False` for a sharding proxy that would route the run by its first key."""
 
     name = "redis"
 
-    def __init__(self, client: RedisClient, *, owns_client: bool = False) -> None:
+    def __init__(
+        self, client: RedisClient, *, owns_client: bool = False, batching: bool = True
+    ) -> None:
         self.client = client
         self._owns_client = owns_client
         self._hold = _Script(_scripts.HOLD_SLOT)
@@ -155,9 +170,9 @@ class RedisBackend:
         # once, behind a lock, before the first command.
         self._needs_initialize = isinstance(client, RedisCluster)
         self._initialize_lock = asyncio.Lock()
-        # Requests are batched on the limiter's own connection only: a cluster's keys live
-        # on different shards, and a redis-py client gains nothing from it.
-        self._batches = isinstance(client, RedisConnection)
+        # Requests are decided in runs on the limiter's own connection only: a cluster's
+        # keys live on different shards, and a redis-py client gains nothing from it.
+        self.batching = batching and isinstance(client, RedisConnection)
 
     async def _initialize(self) -> None:
         assert isinstance(self.client, RedisCluster)
@@ -176,11 +191,12 @@ class RedisBackend:
         *,
         socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        batching: bool = True,
     ) -> RedisBackend:
         client = connect(
             url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s
         )
-        return cls(client, owns_client=True)
+        return cls(client, owns_client=True, batching=batching)
 
     async def _evalsha(
         self, script: _Script, numkeys: int, *keys_and_args: str | bytes | int
@@ -228,31 +244,8 @@ class RedisBackend:
         # Other clients (Redis Cluster, redis-py) send every request at once.
         scripts = self._scripts_of(buckets)
         batch = scripts.batch
-        if batch is None and not (scripts.in_flight and self._batches):
-            n = len(buckets)
-            if n == 1:
-                key = bucket_key(identity, buckets[0].name)
-                args: tuple[str | int, ...] = (key,) if cost == 1 else (key, cost)
-            else:
-                args = tuple(bucket_key(identity, b.name) for b in buckets)
-                if cost != 1:
-                    args = (*args, cost)
-            if self._needs_initialize:
-                await self._initialize()
-            scripts.in_flight += 1
-            try:
-                # `_evalsha` inlined (one coroutine less per decision); it takes over
-                # only when Redis has lost the script.
-                out = await self.client.evalsha(scripts.charge_one.sha, n, *args)
-            except NoScriptError:
-                out = await self._eval(scripts.charge_one, n, *args)
-            except _FAILURES as exc:
-                raise BackendUnavailable(f"redis: {exc}") from exc
-            finally:
-                scripts.in_flight -= 1
-            if n == 1:
-                return Verdict(out[0] == 0, out[0], (out[1],), (out[2],))
-            return _verdict(out)
+        if batch is None and not (scripts.in_flight and self.batching):
+            return await self._charge_alone(scripts, identity, cost)
         if batch is None or len(batch.waiters) >= MAX_BATCH:
             if batch is not None:
                 self._send(scripts, batch)
@@ -267,8 +260,38 @@ class RedisBackend:
         batch.waiters.append(waiter)
         try:
             out = await waiter
+        except _SendAlone:
+            return await self._charge_alone(scripts, identity, cost)
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: {exc}") from exc
+        return _verdict(out)
+
+    async def _charge_alone(self, scripts: _BucketScripts, identity: str, cost: int) -> Verdict:
+        """One request, one run of the unrolled one-request script."""
+        buckets = scripts.buckets
+        n = len(buckets)
+        if n == 1:
+            key = bucket_key(identity, buckets[0].name)
+            args: tuple[str | int, ...] = (key,) if cost == 1 else (key, cost)
+        else:
+            args = tuple(bucket_key(identity, b.name) for b in buckets)
+            if cost != 1:
+                args = (*args, cost)
+        if self._needs_initialize:
+            await self._initialize()
+        scripts.in_flight += 1
+        try:
+            # `_evalsha` inlined (one call less per decision); it takes over only when
+            # Redis has lost the script.
+            out = await self.client.evalsha(scripts.charge_one.sha, n, *args)
+        except NoScriptError:
+            out = await self._eval(scripts.charge_one, n, *args)
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: {exc}") from exc
+        finally:
+            scripts.in_flight -= 1
+        if n == 1:
+            return Verdict(out[0] == 0, out[0], (out[1],), (out[2],))
         return _verdict(out)
 
     def _end_tick(self, scripts: _BucketScripts, batch: _Batch) -> None:
@@ -321,6 +344,15 @@ class RedisBackend:
                 self._run(scripts, waiters, ("EVAL", scripts.charge.source, *command[2:]))
                 return
             scripts.in_flight -= 1
+            if isinstance(answer, ResponseError) and str(answer).startswith("CROSSSLOT"):
+                # Not one Redis but a sharding proxy, which refuses a script whose keys
+                # live on different shards: the keys of one caller share a hash tag, the
+                # keys of a run do not. Runs stop here; each request goes alone.
+                if self.batching:
+                    log.warning("redis refused a run of several callers (%s): "
+                                "deciding every request alone from now on", answer)
+                    self.batching = False
+                answer = _SendAlone()
             _deliver(waiters, scripts.width, answer)
 
         reply.add_done_callback(deliver)

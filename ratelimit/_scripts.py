@@ -32,11 +32,13 @@ local windows = {%(windows)s}
 local n = #limits
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
--- Scaled tokens in bucket i (stored at `key`) now, and whether it is stored.
+-- Scaled tokens in bucket i (stored at `key`) now, and whether it is stored. A value that
+-- is not two packed doubles (written by something else) counts as a full bucket: one
+-- stray key must not fail the run, which may decide other callers' requests too.
 local function level_of(key, i)
   local full = limits[i] * windows[i]
   local v = redis.call('GET', key)
-  if not v then return full, false end
+  if not v or #v ~= 16 then return full, false end
   local stored, at = struct.unpack('dd', v)
   local elapsed = now - at
   if elapsed < 0 then elapsed = 0 elseif elapsed > windows[i] then elapsed = windows[i] end
@@ -125,7 +127,7 @@ _ONE_READ = """
 local level{i} = {full}
 do
   local v = redis.call('GET', KEYS[{i}])
-  if v then
+  if v and #v == 16 then
     local stored, at = struct.unpack('dd', v)
     local elapsed = now - at
     if elapsed < 0 then elapsed = 0 elseif elapsed > {window} then elapsed = {window} end

@@ -5,6 +5,7 @@ charge script. Each is still all-or-none and decided in order."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -15,11 +16,12 @@ from ratelimit import (
     RateLimiter,
     RateLimitExceeded,
     RateLimitUnavailable,
+    RedisBackend,
     RoutePolicy,
 )
 from ratelimit._redis import MAX_BATCH
 from tests.conftest import ExternalServer
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 from .conftest import policies
 
@@ -157,4 +159,62 @@ async def test_a_dead_redis_fails_every_waiting_request(
             redis_server.start()
         assert all(isinstance(r, RateLimitUnavailable) for r in results)
     finally:
+        await limiter.aclose()
+
+
+async def test_a_proxy_that_refuses_runs_of_several_callers_gets_requests_alone(
+    tmp_path: Path,
+) -> None:
+    """Behind a sharding proxy a run of several callers' keys is refused with CROSSSLOT (a
+    one-node Redis Cluster answers the same way to a plain client): the refused run's
+    requests are sent alone, and so is every request after it."""
+    port = free_port()
+    while port > 55000:  # the cluster bus listens on port + 10000
+        port = free_port()
+    node = RedisServer(port=port)
+    node.extra_args = (
+        "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"),
+    )
+    node.start()
+    try:
+        admin = redis.asyncio.Redis(port=node.port)
+        await admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        for _ in range(500):
+            if b"cluster_state:ok" in await admin.execute_command("CLUSTER", "INFO"):
+                break
+            await asyncio.sleep(0.02)
+        await admin.aclose()
+        limiter = RateLimiter.from_url(node.url, policies(GEN), socket_timeout_s=5.0)
+        try:
+            users = [f"user:p{i}" for i in range(30)]
+            decisions = await asyncio.gather(*(limiter.check("generate", u) for u in users))
+            assert [d.remaining for d in decisions] == [99] * len(users)
+            backend = limiter.backend
+            assert isinstance(backend, RedisBackend)
+            assert backend.batching is False
+            decisions = await asyncio.gather(*(limiter.check("generate", u) for u in users))
+            assert [d.remaining for d in decisions] == [98] * len(users)
+        finally:
+            await limiter.aclose()
+    finally:
+        node.destroy()
+
+
+@pytest.mark.parametrize("value", [b"garbage", b"7 1764385455123456", b""])
+async def test_a_stray_value_in_a_bucket_counts_as_a_full_bucket(
+    redis_url: str, value: bytes
+) -> None:
+    """A value the scripts did not write fails no run (which may hold other callers'
+    requests): the bucket counts as full, alone or in a run."""
+    limiter = RateLimiter.from_url(redis_url, policies(GEN), socket_timeout_s=5.0)
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        for user in ("user:stray-alone", "user:stray-run"):
+            await admin.set(f"rl:{{{user}}}:generate:tokens", value, px=60_000)
+        assert (await limiter.check("generate", "user:stray-alone")).remaining == 99
+        others = [limiter.check("generate", f"user:stray-{i}") for i in range(5)]
+        decisions = await asyncio.gather(*others, limiter.check("generate", "user:stray-run"))
+        assert [d.remaining for d in decisions] == [99] * 6
+    finally:
+        await admin.aclose()
         await limiter.aclose()

@@ -245,3 +245,43 @@ async def test_tls(tmp_path: Path) -> None:
 def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
     with pytest.raises(RateLimitConfigError, match=message):
         RateLimiter.from_url(url)
+
+
+async def test_closing_while_connecting_fails_the_callers_and_keeps_nothing(
+    redis_url: str,
+) -> None:
+    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
+    waiting = [asyncio.ensure_future(client.ping()) for _ in range(3)]
+    await asyncio.sleep(0)  # they are waiting for the connection now
+    await client.aclose()
+    for task in waiting:
+        with pytest.raises(ConnectionError, match="closed"):
+            await task
+    with pytest.raises(ConnectionError, match="closed"):
+        await client.ping()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://limiter@127.0.0.1:6379/0", "needs its password"),
+        ("rediss://127.0.0.1:6379/0?ssl_ca_certs=/nonexistent/ca.pem", "No such file"),
+    ],
+)
+def test_more_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(RateLimitConfigError, match=message):
+        RateLimiter.from_url(url)
+
+
+def test_timeouts_must_be_positive() -> None:
+    with pytest.raises(RateLimitConfigError, match="timeout must be a positive"):
+        RateLimiter.from_url("redis://127.0.0.1:6379/0", socket_timeout_s=0)
+
+
+async def test_an_empty_password_sends_no_auth(redis_url: str) -> None:
+    """`redis://:@host` is a Redis without a password, as redis-py reads it."""
+    client = RedisConnection.from_url(redis_url.replace("://", "://:@", 1), socket_timeout_s=5.0)
+    try:
+        assert await client.ping()
+    finally:
+        await client.aclose()
