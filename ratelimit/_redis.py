@@ -149,11 +149,11 @@ class _BucketScripts:
 class RedisBackend:
     """Token buckets and slots in Redis: one atomic Lua script decides each request.
 
-    With `batching` (the default), on the limiter's own connection to one Redis, requests
-    that find others of their route waiting for Redis are decided together by one run of
-    the script (see `charge`); such a run holds the keys of several callers, which only one
-    Redis, or a proxy that refuses it with CROSSSLOT (then it stops), can take. Give
-    `batching=False` for a sharding proxy that would route the run by its first key."""
+    With `batching` (the default), on the limiter's own connection, requests that find
+    others of their route waiting for Redis are decided together by one run of the script
+    (see `charge`). Such a run holds several callers' keys, so `redis://` must lead to one
+    Redis: a sharding proxy that refuses the run (CROSSSLOT) turns runs off by itself;
+    give `batching=False` for one that would route a run by its first key instead."""
 
     name = "redis"
 
