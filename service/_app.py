@@ -112,9 +112,15 @@ def create_app(settings: Settings, *, retry: RetryPolicy | None = None) -> Starl
             store, owner=settings.instance_id, lease_ttl=settings.lease_ttl_s,
             wrap=_step_wrapper(metrics), describe_error=describe_step_error,
         )
+        async def slot_for(op: checkpoints.Operation) -> ratelimit.Slot:
+            return await limiter.acquire_slot(
+                r.ROUTE_OF_KIND[op.kind], op.user_id, ttl_s=settings.lease_ttl_s
+            )
+
         operations = Operations(
             store, runner, kinds, presenter,
             on_finished=lambda op, outcome: metrics.operations.labels(op.kind, outcome).inc(),
+            slot_for=slot_for,
         )
         app.state.services = Services(
             settings=settings, engine=engine, store=store, operations=operations,

@@ -47,6 +47,9 @@ CRASHED: Final[Mapping[str, Any]] = {
 }
 
 Presenter = Callable[[Operation, list[StepRecord]], Awaitable[dict[str, Any]]]
+#: Acquires the concurrency slot of an operation's route for its user (raises
+#: ratelimit.RateLimitExceeded when all are held, RateLimitUnavailable in an outage).
+SlotFor = Callable[[Operation], Awaitable[ratelimit.Slot]]
 
 
 class Operations:
@@ -58,6 +61,7 @@ class Operations:
         present: Presenter,
         *,
         on_finished: Callable[[Operation, str], None] | None = None,
+        slot_for: SlotFor | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -69,6 +73,7 @@ class Operations:
         self._releases: set[asyncio.Task[None]] = set()
         self._crashes: dict[str, int] = {}
         self._on_finished = on_finished
+        self._slot_for = slot_for
 
     # -- starting and taking over -------------------------------------------------------
 
@@ -112,13 +117,17 @@ class Operations:
 
     async def resume(self, operation: Operation) -> None:
         """Restart a failed operation whose error is retryable; 409 for other finished
-        operations. Unfinished ones are simply taken over when orphaned."""
+        operations. Unfinished ones are simply taken over when orphaned.
+
+        A restarted run is new work in flight: it needs one of its route's concurrency
+        slots like a new operation (429 when the user's are all held)."""
         if operation.is_finished:
             if operation.status != "failed" or not is_retryable(operation.error):
                 raise OperationNotResumable(
                     f"the operation is {operation.status} and cannot be resumed"
                 )
-            await self.start(operation.id, reopen=True)
+            slot = await self._slot_for(operation) if self._slot_for is not None else None
+            await self.start(operation.id, reopen=True, slot=slot)
         else:
             await self.take_over_if_orphaned(operation)
 
@@ -137,12 +146,14 @@ class Operations:
                 await asyncio.wait([after])
             async with self._holding(slot), self.runner.claim(operation_id) as run:
                 self._runs[operation_id] = run
-                try:
-                    await self._drive(run, reopen, started_future, started)
-                except LeaseLost:
-                    raise
-                except Exception:
-                    await self._crashed(run)
+                spare = None if slot is not None else await self._spare_slot(run.operation)
+                async with self._holding(spare):
+                    try:
+                        await self._drive(run, reopen, started_future, started)
+                    except LeaseLost:
+                        raise
+                    except Exception:
+                        await self._crashed(run)
         except LeaseUnavailable:
             pass  # another owner runs it; followers read its log
         except LeaseLost:
@@ -218,6 +229,19 @@ class Operations:
         )
         if self._on_finished is not None:
             self._on_finished(op, status)
+
+    async def _spare_slot(self, operation: Operation) -> ratelimit.Slot | None:
+        """A slot for a run taken over from an owner that is gone (whose slot expires with
+        its lease), when one is free. The run was admitted when it was created, so it goes
+        on without one when the user's slots are all held or the limiter is unreachable."""
+        if self._slot_for is None or operation.is_finished:
+            return None
+        try:
+            return await self._slot_for(operation)
+        except ratelimit.RateLimitError:
+            log.info("run taken over without a concurrency slot",
+                     extra={"operation_id": operation.id})
+            return None
 
     @contextlib.asynccontextmanager
     async def _holding(self, slot: ratelimit.Slot | None) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio
 
 from tests.service.conftest import SECRET, auth, wait_for_step
 from tests.service.sse import collect
@@ -70,22 +71,52 @@ async def test_the_rate_limit_holds_across_instances(spawn, cluster_env):
     assert admitted.headers["RateLimit"].startswith('"generate";r=')
 
 
+async def live_slots(redis_url: str, user: str) -> int:
+    """How many of the user's generate slots are held now (unexpired, by Redis time)."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        seconds, micros = await client.time()
+        return int(await client.zcount(
+            f"rl:{{user:{user}}}:generate:slots", f"({seconds * 1_000_000 + micros}", "+inf"
+        ))
+    finally:
+        await client.aclose()
+
+
 async def test_a_run_orphaned_by_a_killed_instance_is_resumed_through_another(
     spawn, cluster_env
 ):
     """A dies mid-run; following the operation on B takes the run over once A's lease
-    expires, and it completes."""
-    a = spawn({**cluster_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}, "a")
-    b = spawn(cluster_env, "b")
+    expires, and it completes, holding a concurrency slot again meanwhile (A's expired
+    with its lease)."""
+    slow = {**cluster_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}
+    a = spawn(slow, "a")
+    b = spawn(slow, "b")
     async with httpx.AsyncClient(timeout=60) as client:
         created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Orphan"},
                                     headers={**auth(), "Prefer": "respond-async"})
         op_id = created.json()["operation_id"]
         await wait_for_step(client, a.url, op_id, "v1/render", "running")
         a.kill()
-        async with client.stream("GET", f"{b.url}/v1/operations/{op_id}/events",
-                                 headers=auth()) as response:
-            received = await collect(response)
+        killed = asyncio.get_running_loop().time()
+        seen: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(0.1)
+                if asyncio.get_running_loop().time() - killed > 2.5:  # A's slot is gone
+                    seen.append(await live_slots(cluster_env["REDIS_URL"], "user-1"))
+
+        watcher = asyncio.create_task(watch())
+        try:
+            async with client.stream("GET", f"{b.url}/v1/operations/{op_id}/events",
+                                     headers=auth()) as response:
+                received = await collect(response)
+        finally:
+            watcher.cancel()
+    assert 1 in seen, seen  # B's run held one while it rendered
+    assert max(seen) == 1
+    assert await live_slots(cluster_env["REDIS_URL"], "user-1") == 0  # freed at the end
     assert received[-1].event == "result"
     assert received[-1].data["operation"]["status"] == "succeeded"
     assert [e.id for e in received] == list(range(1, len(received) + 1))

@@ -3,10 +3,13 @@ success, edits, heatmaps and video analysis — in process, on both databases.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,6 +18,7 @@ import respx
 from asgi_lifespan import LifespanManager
 from PIL import Image
 
+import ratelimit
 from service import Settings, create_app
 from service._retry import RetryPolicy
 from tests.service.conftest import auth
@@ -68,15 +72,21 @@ def provider_env(service_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-async def api(provider_env, sleeps) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in process with a retry policy that never sleeps (no jitter)."""
+async def served(provider_env, sleeps) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app in process with a retry policy that never sleeps (no jitter), and a
+    client of it."""
     policy = RetryPolicy(sleep=sleeps, jitter=lambda _wait: 0.0)
     app = create_app(Settings.from_env(provider_env), retry=policy)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      timeout=60) as client:
-            yield client
+            yield app, client
+
+
+@pytest.fixture
+def api(served) -> httpx.AsyncClient:
+    return served[1]
 
 
 @pytest.fixture
@@ -153,6 +163,38 @@ async def test_a_provider_failing_every_attempt_fails_retryably_and_resume_conti
     again = await api.post(f"{location}/resume", headers=auth())
     assert again.status_code == 409
     assert again.json()["code"] == "OPERATION_NOT_RESUMABLE"
+
+
+async def test_a_resume_needs_a_free_concurrency_slot(served, edge, sleeps):
+    """A resumed run is work in flight again: with both of the user's generate slots held,
+    the resume is 429; once one frees, the resume runs."""
+    app, api = served
+    edge.post(IMAGE_URL).mock(return_value=httpx.Response(500, json={}))
+    edge.post(f"{OPENAI}/v1/images/generations").mock(return_value=httpx.Response(503, json={}))
+    failed = await api.post("/v1/thumbnails", json={"title": "down"}, headers=auth())
+    assert failed.status_code == 503
+    location = failed.headers["Location"]
+    limiter = app.state.services.limiter
+    held = []
+    for _ in range(200):  # the failed run frees its own slot just after it answers
+        with contextlib.suppress(ratelimit.RateLimitExceeded):
+            held.append(await limiter.acquire_slot("generate", "user-1"))
+        if len(held) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(held) == 2
+    edge.post(IMAGE_URL).mock(return_value=image_answer())
+    refused = await api.post(f"{location}/resume", headers=auth())
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert refused.headers["Retry-After"] == "1"
+    status = (await api.get(location, headers=auth())).json()["status"]
+    assert status == "failed"  # not restarted
+    await held[0].release()
+    resumed = await api.post(f"{location}/resume", headers=auth())
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["operation"]["status"] == "succeeded"
+    await held[1].release()
 
 
 @pytest.mark.parametrize(
