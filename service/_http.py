@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import checkpoints
@@ -175,9 +176,25 @@ class BodyLimit:
         return f"the request body is larger than {self.max_bytes // (1024 * 1024)} MB"
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {"Connection": "close", **_policy_headers_of(scope)}
         response = JSONResponse(PayloadTooLarge(self._message()).body(), status_code=413,
-                                headers={"Connection": "close"})
+                                headers=headers)
         await response(scope, receive, send)
+
+
+def _policy_headers_of(scope: Scope) -> Mapping[str, str]:
+    """The RateLimit-Policy of the handler `scope` is for, found before routing (as
+    `error_response` adds it once routed), or nothing."""
+    app = scope.get("app")
+    services = getattr(getattr(app, "state", None), "services", None)
+    if services is None:
+        return {}
+    for route in getattr(app, "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            route_id = getattr(getattr(route, "endpoint", None), "rate_limit_route", None)
+            return services.limiter.policy_headers(route_id) if route_id else {}
+    return {}
 
 
 def wants_stream(request: Request) -> bool:

@@ -154,6 +154,7 @@ async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(client, db_url, bod
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
     assert response.json()["retryable"] is False
+    assert response.headers["RateLimit-Policy"] == '"generate";q=20;w=60'
     assert await count_rows(db_url) == {"operations": 0, "operation_events": 0,
                                         "credit_ledger": 0, "thumbnails": 0}
 
