@@ -432,11 +432,11 @@ async function restoreCurrent() {
   }
   resetRun({ id: saved.id, kind: snapshot.kind, eventsUrl: saved.eventsUrl });
   applySnapshot(snapshot);
+  state.lastId = saved.lastId || 0;
   if (["succeeded", "partial", "failed", "cancelled"].includes(snapshot.status)) {
     showFinished(snapshot);
     return;
   }
-  state.lastId = saved.lastId || 0;
   state.dropped = true;
   logConn(`page reloaded; resuming after event ${state.lastId}`);
   connect();

@@ -96,6 +96,43 @@ def test_a_stream_cut_by_a_server_restart_resumes_without_duplicate_rows(
     expect(page.locator("#account-credits")).to_have_text("47")
 
 
+def test_a_reload_mid_run_follows_on_from_the_last_event_seen(spawn, studio_env, page):
+    """Reloading the page while a run is going: the page shows the operation as it is
+    now, asks for the events after the last one it had seen (`?last_event_id=`, since a
+    new EventSource sends no Last-Event-ID), and ends with each step shown once."""
+    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}
+    set_account(env, "demo-user", "advanced", 50)
+    server = spawn(env)
+    open_studio(page, server.url)
+    generate(page, variations=2)
+    expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
+        "data-status", "started"
+    )
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#conn-log")).to_contain_text(
+        re.compile(r"page reloaded; resuming after event [1-9]\d*")
+    )
+    expect(page.locator("#op-status")).to_have_text("succeeded", timeout=60_000)
+    rows = page.locator("#timeline li").evaluate_all(ROWS)
+    assert rows == [[key, "completed"] for key in planned(2)]
+    assert streams, "no events request after the reload"
+    cursor = re.search(r"last_event_id=(\d+)", streams[0])
+    assert cursor is not None, streams
+    assert int(cursor.group(1)) > 0
+    expect(page.locator("#thumbnails img")).to_have_count(2)
+    expect(page.locator("#account-credits")).to_have_text("48")
+
+    page.reload()  # a finished run: shown as it ended, with no stream to open
+    expect(page.locator("#op-status")).to_have_text("succeeded")
+    expect(page.locator("#conn-log")).to_contain_text(
+        re.compile(r"operation succeeded; stream closed after event [1-9]\d*")
+    )
+    expect(page.locator("#thumbnails img")).to_have_count(2)
+
+
 def test_a_rate_limited_generation_shows_a_countdown_from_retry_after(
     spawn, studio_env, page, tmp_path
 ):
