@@ -3,7 +3,7 @@
 redis-py spends most of a round trip in Python: a connection taken from and given back to a
 pool, a retry wrapper, timeout scopes and instrumentation around every command, and one
 connection per concurrent caller. The limiter sends only small request/reply commands
-(EVALSHA, SCRIPT LOAD, ZREM, PING), so it talks to Redis the way ioredis does: every caller
+(EVALSHA, EVAL, ZREM, PING), so it talks to Redis the way ioredis does: every caller
 shares one connection, a command is written the moment it is made, and replies, which Redis
 sends in the order of the commands, are handed to the waiting callers in that order.
 Concurrent callers are pipelined for free, and one caller pays one write and one read.
