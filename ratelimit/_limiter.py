@@ -169,9 +169,9 @@ class RateLimiter:
     ) -> RateLimiter:
         """A limiter on `redis://…`, `rediss://…`, `unix://…` (`redis+cluster://…` for
         Redis Cluster; see `check_url`) or, for `None` or `memory://`, on the in-process
-        backend. Redis reads time out after
-        `socket_timeout_s` (50 ms), connects after `connect_timeout_s` (250 ms), and are
-        never retried; `batching` is `RedisBackend`'s. `options` are the constructor's."""
+        backend. Redis reads time out after `socket_timeout_s` (50 ms), connects after
+        `connect_timeout_s` (250 ms), and are never retried; `batching` is
+        `RedisBackend`'s. `options` are the constructor's."""
         check_url(url)
         backend: Backend
         if url is None or url.startswith("memory://"):
