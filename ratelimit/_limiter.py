@@ -284,18 +284,16 @@ class RateLimiter:
         else:
             buckets, header = route.buckets, route.policy_header
         remaining, reset_us = verdict.remaining, verdict.reset_us
-        reset_after = whole_seconds(reset_us[0])
-        if len(buckets) == 1:  # `ratelimit_field` inlined for the common case
-            field = f'"{route.policy.route_id}";r={remaining[0]};t={reset_after}'
-        else:
-            field = ratelimit_field(buckets, remaining, reset_us)
         return Decision(
             route.policy.route_id,
             identity,
             units,
             remaining[0],
-            reset_after,
-            {"RateLimit-Policy": header, "RateLimit": field},
+            whole_seconds(reset_us[0]),
+            {
+                "RateLimit-Policy": header,
+                "RateLimit": ratelimit_field(buckets, remaining, reset_us),
+            },
             source,
         )
 

@@ -101,9 +101,6 @@ def _deliver(
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(answer)
-    elif len(waiters) == 1:
-        if not waiters[0].done():
-            waiters[0].set_result(answer)
     else:
         for i, waiter in enumerate(waiters):
             if not waiter.done():
@@ -246,17 +243,18 @@ class RedisBackend:
         batch = scripts.batch
         if batch is None and not (scripts.in_flight and self.batching):
             return await self._charge_alone(scripts, identity, cost)
+        loop = asyncio.get_running_loop()
         if batch is None or len(batch.waiters) >= MAX_BATCH:
             if batch is not None:
                 self._send(scripts, batch)
             batch = scripts.batch = _Batch()
-            asyncio.get_running_loop().call_soon(self._end_tick, scripts, batch)
+            loop.call_soon(self._end_tick, scripts, batch)
         if len(buckets) == 1:
             batch.keys.append(bucket_key(identity, buckets[0].name))
         else:
             batch.keys.extend(bucket_key(identity, b.name) for b in buckets)
         batch.costs.append(cost)
-        waiter: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[list[int]] = loop.create_future()
         batch.waiters.append(waiter)
         try:
             out = await waiter
@@ -290,8 +288,6 @@ class RedisBackend:
             raise BackendUnavailable(f"redis: {exc}") from exc
         finally:
             scripts.in_flight -= 1
-        if n == 1:
-            return Verdict(out[0] == 0, out[0], (out[1],), (out[2],))
         return _verdict(out)
 
     def _end_tick(self, scripts: _BucketScripts, batch: _Batch) -> None:

@@ -36,6 +36,22 @@ def generate(page: Page, variations: int = 1) -> None:
     page.click("#generate")
 
 
+def slow_generation_running(
+    spawn, studio_env: dict[str, str], page: Page, variations: int, delay_ms: int
+):
+    """A service whose renders take `delay_ms`, and a generation of it on the page whose
+    first render has started; returns the service."""
+    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": str(delay_ms)}
+    set_account(env, "demo-user", "advanced", 50)
+    server = spawn(env)
+    open_studio(page, server.url)
+    generate(page, variations=variations)
+    expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
+        "data-status", "started"
+    )
+    return server
+
+
 def test_a_generation_shows_every_step_and_its_images(spawn, studio_env, page):
     """Dev mode: the page gets a demo token by itself; a 2-variation generation ends with
     every planned step completed once, a full progress bar, two loaded 400w images (full
@@ -71,14 +87,7 @@ def test_a_stream_cut_by_a_server_restart_resumes_without_duplicate_rows(
     """kill -9 the service while the first render is running; restarted on the same port
     with the same database, the page reconnects with Last-Event-ID, says so, and ends with
     each step shown once and all three images."""
-    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": "1500"}
-    set_account(env, "demo-user", "advanced", 50)
-    server = spawn(env)
-    open_studio(page, server.url)
-    generate(page, variations=3)
-    expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
-        "data-status", "started"
-    )
+    server = slow_generation_running(spawn, studio_env, page, variations=3, delay_ms=1500)
     server.kill()
     expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#conn-log")).to_contain_text("stream dropped after event")
@@ -100,14 +109,7 @@ def test_a_reload_mid_run_follows_on_from_the_last_event_seen(spawn, studio_env,
     """Reloading the page while a run is going: the page shows the operation as it is
     now, asks for the events after the last one it had seen (`?last_event_id=`, since a
     new EventSource sends no Last-Event-ID), and ends with each step shown once."""
-    env = {**studio_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}
-    set_account(env, "demo-user", "advanced", 50)
-    server = spawn(env)
-    open_studio(page, server.url)
-    generate(page, variations=2)
-    expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
-        "data-status", "started"
-    )
+    slow_generation_running(spawn, studio_env, page, variations=2, delay_ms=3000)
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
     page.reload()
