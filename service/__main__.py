@@ -7,7 +7,8 @@ import asyncio
 import sys
 from datetime import timedelta
 
-from ._settings import Settings, SettingsError
+from ._errors import SettingsError
+from ._settings import Settings
 
 TIERS = ("free", "starter", "advanced", "pro")
 
@@ -70,9 +71,9 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 async def _command(settings: Settings, args: argparse.Namespace) -> int:
     from checkpoints import CheckpointStore, create_engine
 
-    from ._accounts import Accounts
-    from ._auth import Authenticator, load_secret
     from ._migrate import migrate
+    from .operations import Accounts
+    from .web import Authenticator, load_secret
 
     if args.command == "migrate":
         await migrate(settings.database_url)

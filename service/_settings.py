@@ -7,20 +7,21 @@ a `SettingsError` naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+from dotenv import dotenv_values
 
 import ratelimit
 
+from ._errors import SettingsError
+
 PROVIDERS = ("local", "gemini", "openai")
-
-
-class SettingsError(ValueError):
-    """A setting has a wrong value; the message names the variable."""
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -36,7 +37,10 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0,
+    maximum: float | None = None,
+) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -44,9 +48,21 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`; the first when unset."""
+    raw = (env.get(name) or choices[0]).strip()
+    if raw not in choices:
+        raise SettingsError(f"{name} must be {' or '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -85,7 +101,7 @@ class Settings:
     storage_backend: str = "local"
     supabase_url: str | None = None
     supabase_service_role_key: str | None = None
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     public_base_url: str | None = None
     #: Let image URLs point at private/loopback addresses (development only).
     allow_private_urls: bool = False
@@ -97,6 +113,8 @@ class Settings:
     sync_wait_s: float = 120.0
     #: On SIGTERM, how long runs may take to checkpoint their current step.
     shutdown_grace_s: float = 20.0
+    #: Seconds between the comment heartbeats of event streams (proxies idle out).
+    heartbeat_s: float = 15.0
     #: Requests with a larger body are refused with 413 (a 10 MB image in base64 fits).
     max_body_bytes: int = 14 * 1024 * 1024
     #: Provider calls: tries per call (at least 3), seconds per try, seconds in all.
@@ -120,111 +138,117 @@ class Settings:
         if env is None:
             env = {**read_dotenv(Path(".env")), **os.environ}
         data_dir = Path(env.get("DATA_DIR") or "./.viewbait")
-        database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'viewbait.db'}"
-        try:
-            backend = sa.make_url(database_url).get_backend_name()
-        except sa.exc.ArgumentError as exc:
-            raise SettingsError(f"DATABASE_URL is not a database URL: {exc}") from None
-        if backend not in ("postgresql", "sqlite"):
-            raise SettingsError(
-                "DATABASE_URL must be postgresql+asyncpg://… or sqlite+aiosqlite:///…"
-            )
-        redis_url = (env.get("REDIS_URL") or "").strip() or None
-        if redis_url is not None and redis_url.startswith("memory://"):
-            raise SettingsError("REDIS_URL must be a Redis URL; leave it unset for memory://")
-        try:
-            ratelimit.check_url(redis_url)
-        except ratelimit.RateLimitConfigError as exc:
-            raise SettingsError(f"REDIS_URL: {exc}") from None
-
-        providers = tuple(
-            p.strip() for p in (env.get("IMAGE_PROVIDERS") or "local").split(",") if p.strip()
-        )
-        unknown = [p for p in providers if p not in PROVIDERS]
-        if not providers or unknown:
-            raise SettingsError(
-                f"IMAGE_PROVIDERS must list some of {', '.join(PROVIDERS)}; got {unknown or '[]'}"
-            )
-        for name in providers:
-            key = f"{name.upper()}_API_KEY"
-            if name != "local" and not env.get(key):
-                raise SettingsError(f"IMAGE_PROVIDERS lists {name} but {key} is not set")
-        storage = (env.get("STORAGE_BACKEND") or "local").strip()
-        if storage not in ("local", "supabase"):
-            raise SettingsError(f"STORAGE_BACKEND must be local or supabase, got {storage!r}")
-        supabase_url = _url(env, "SUPABASE_URL")
-        supabase_key = env.get("SUPABASE_SERVICE_ROLE_KEY") or None
-        if storage == "supabase" and not (supabase_url and supabase_key):
-            raise SettingsError(
-                "STORAGE_BACKEND=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
-            )
-        proxies = []
-        for cidr in (env.get("TRUSTED_PROXIES") or "").replace(" ", ",").split(","):
-            if cidr:
-                try:
-                    proxies.append(ipaddress.ip_network(cidr, strict=False))
-                except ValueError:
-                    raise SettingsError(f"TRUSTED_PROXIES: {cidr!r} is not a CIDR") from None
+        storage, supabase_url, supabase_key = _storage(env)
         rate_limits = env.get("RATE_LIMITS") or None
         if rate_limits is not None and not Path(rate_limits).is_file():
             raise SettingsError(f"RATE_LIMITS: no such file {rate_limits!r}")
-        log_format = (env.get("LOG_FORMAT") or "text").strip()
-        if log_format not in ("text", "json"):
-            raise SettingsError(f"LOG_FORMAT must be text or json, got {log_format!r}")
         secret = env.get("AUTH_JWT_SECRET") or None
         if secret is not None and len(secret.encode()) < 32:
             raise SettingsError("AUTH_JWT_SECRET must be at least 32 bytes (HS256)")
-        defaults = cls()
+        d = cls()
         return cls(
             data_dir=data_dir,
-            database_url=database_url,
-            redis_url=redis_url,
+            database_url=_database_url(env, data_dir),
+            redis_url=_redis_url(env),
             auth_jwt_secret=secret,
-            image_providers=providers,
+            image_providers=_providers(env),
             gemini_api_key=env.get("GEMINI_API_KEY") or None,
-            gemini_base_url=_url(env, "GEMINI_BASE_URL") or defaults.gemini_base_url,
+            gemini_base_url=_url(env, "GEMINI_BASE_URL") or d.gemini_base_url,
             openai_api_key=env.get("OPENAI_API_KEY") or None,
-            openai_base_url=_url(env, "OPENAI_BASE_URL") or defaults.openai_base_url,
+            openai_base_url=_url(env, "OPENAI_BASE_URL") or d.openai_base_url,
             youtube_api_key=env.get("YOUTUBE_API_KEY") or None,
-            youtube_base_url=_url(env, "YOUTUBE_BASE_URL") or defaults.youtube_base_url,
+            youtube_base_url=_url(env, "YOUTUBE_BASE_URL") or d.youtube_base_url,
             local_provider_delay_ms=_int(env, "LOCAL_PROVIDER_DELAY_MS", 0),
             rate_limits_file=None if rate_limits is None else Path(rate_limits),
             storage_backend=storage,
             supabase_url=supabase_url,
             supabase_service_role_key=supabase_key,
-            trusted_proxies=tuple(proxies),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             public_base_url=_url(env, "PUBLIC_BASE_URL"),
             allow_private_urls=_bool(env, "ALLOW_PRIVATE_URLS"),
-            log_format=log_format,
-            lease_ttl_s=_float(env, "LEASE_TTL_S", defaults.lease_ttl_s, minimum=1.0),
-            sync_wait_s=_float(env, "SYNC_WAIT_S", defaults.sync_wait_s),
-            shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", defaults.shutdown_grace_s),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
-            provider_max_attempts=_int(env, "PROVIDER_MAX_ATTEMPTS",
-                                       defaults.provider_max_attempts, minimum=3),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+            lease_ttl_s=_float(env, "LEASE_TTL_S", d.lease_ttl_s, minimum=1.0),
+            sync_wait_s=_float(env, "SYNC_WAIT_S", d.sync_wait_s),
+            shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            heartbeat_s=_float(env, "HEARTBEAT_S", d.heartbeat_s, minimum=0.01, maximum=15.0),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+            provider_max_attempts=_int(env, "PROVIDER_MAX_ATTEMPTS", d.provider_max_attempts,
+                                       minimum=3),
             provider_attempt_timeout_s=_float(env, "PROVIDER_ATTEMPT_TIMEOUT_S",
-                                              defaults.provider_attempt_timeout_s, minimum=1),
-            provider_max_time_s=_float(env, "PROVIDER_MAX_TIME_S",
-                                       defaults.provider_max_time_s, minimum=1),
-            heatmap_cache_s=_float(env, "HEATMAP_CACHE_S", defaults.heatmap_cache_s),
+                                              d.provider_attempt_timeout_s, minimum=1),
+            provider_max_time_s=_float(env, "PROVIDER_MAX_TIME_S", d.provider_max_time_s,
+                                       minimum=1),
+            heatmap_cache_s=_float(env, "HEATMAP_CACHE_S", d.heatmap_cache_s),
             video_analysis_cache_s=_float(env, "VIDEO_ANALYSIS_CACHE_S",
-                                          defaults.video_analysis_cache_s),
-            instance_id=env.get("INSTANCE_ID") or defaults.instance_id,
+                                          d.video_analysis_cache_s),
+            instance_id=env.get("INSTANCE_ID") or d.instance_id,
         )
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """`KEY=value` lines of a `.env` file; comments, blanks and `export ` are allowed."""
+    """The variables a `.env` file sets (python-dotenv's syntax: comments, quotes,
+    `export `); nothing when there is no such file."""
     if not path.is_file():
         return {}
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'viewbait.db'}"
+    try:
+        backend = sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError as exc:
+        raise SettingsError(f"DATABASE_URL is not a database URL: {exc}") from None
+    if backend not in ("postgresql", "sqlite"):
+        raise SettingsError("DATABASE_URL must be postgresql+asyncpg://… or sqlite+aiosqlite:///…")
+    return url
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get("REDIS_URL") or "").strip() or None
+    if url is not None and url.startswith("memory://"):
+        raise SettingsError("REDIS_URL must be a Redis URL; leave it unset for memory://")
+    try:
+        ratelimit.check_url(url)
+    except ratelimit.RateLimitConfigError as exc:
+        raise SettingsError(f"REDIS_URL: {exc}") from None
+    return url
+
+
+def _providers(env: Mapping[str, str]) -> tuple[str, ...]:
+    providers = tuple(
+        p.strip() for p in (env.get("IMAGE_PROVIDERS") or "local").split(",") if p.strip()
+    )
+    unknown = [p for p in providers if p not in PROVIDERS]
+    if not providers or unknown:
+        raise SettingsError(
+            f"IMAGE_PROVIDERS must list some of {', '.join(PROVIDERS)}; got {unknown or '[]'}"
+        )
+    for name in providers:
+        key = f"{name.upper()}_API_KEY"
+        if name != "local" and not env.get(key):
+            raise SettingsError(f"IMAGE_PROVIDERS lists {name} but {key} is not set")
+    return providers
+
+
+def _storage(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+    """STORAGE_BACKEND, and Supabase's URL and key (both needed for `supabase`)."""
+    storage = _choice(env, "STORAGE_BACKEND", ("local", "supabase"))
+    supabase_url = _url(env, "SUPABASE_URL")
+    supabase_key = env.get("SUPABASE_SERVICE_ROLE_KEY") or None
+    if storage == "supabase" and not (supabase_url and supabase_key):
+        raise SettingsError(
+            "STORAGE_BACKEND=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
+        )
+    return storage, supabase_url, supabase_key
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for cidr in (env.get(name) or "").replace(" ", ",").split(","):
+        if cidr:
+            try:
+                networks.append(ipaddress.ip_network(cidr, strict=False))
+            except ValueError:
+                raise SettingsError(f"{name}: {cidr!r} is not a CIDR") from None
+    return tuple(networks)

@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Protocol
 from urllib.parse import quote
@@ -24,6 +25,8 @@ import httpx
 from ._errors import NotFound, StorageUnavailable
 
 SIGNED_URL_TTL_S: Final = 7 * 24 * 3600
+#: Seconds a client should wait before retrying while the object store fails.
+STORAGE_RETRY_AFTER_S: Final = 5
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
@@ -60,9 +63,10 @@ class Storage(Protocol):
 class LocalStorage:
     """Objects as files under `root`; writes are atomic (temp file + rename) and idempotent."""
 
-    def __init__(self, root: Path, secret: str) -> None:
+    def __init__(self, root: Path, secret: str, *, clock: Callable[[], float] = time.time) -> None:
         self.root = root
         self._secret = secret.encode()
+        self._clock = clock
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key) or ".." in key.split("/"):
@@ -70,7 +74,12 @@ class LocalStorage:
         return self.root / key
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(self._put, self._path(key), data, content_type)
+        path = self._path(key)
+        try:
+            await asyncio.to_thread(self._put, path, data, content_type)
+        except OSError as exc:  # a full disk, a read-only or missing volume, permissions
+            raise StorageUnavailable(f"the object store cannot write ({exc.strerror})",
+                                     retry_after=STORAGE_RETRY_AFTER_S) from exc
 
     @staticmethod
     def _put(path: Path, data: bytes, content_type: str) -> None:
@@ -90,13 +99,16 @@ class LocalStorage:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise NotFound("no such object") from None
+        except OSError as exc:
+            raise StorageUnavailable(f"the object store cannot read ({exc.strerror})",
+                                     retry_after=STORAGE_RETRY_AFTER_S) from exc
         return data, content_type_of(key)
 
     def sign(self, key: str, expires: int) -> str:
         return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
 
     async def signed_url(self, key: str, *, base_url: str | None) -> str:
-        expires = int(time.time()) + SIGNED_URL_TTL_S
+        expires = int(self._clock()) + SIGNED_URL_TTL_S
         path = f"/v1/files/{quote(key)}?expires={expires}&signature={self.sign(key, expires)}"
         return f"{base_url}{path}" if base_url else path
 
@@ -105,7 +117,7 @@ class LocalStorage:
             deadline = int(expires)
         except ValueError:
             return False
-        if deadline < time.time():
+        if deadline < self._clock():
             return False
         return hmac.compare_digest(self.sign(key, deadline), signature)
 

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 
 from checkpoints import create_engine
 from checkpoints import metadata as checkpoint_metadata
-from service._tables import metadata as service_metadata
+from service.operations import metadata as service_metadata
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from service import Settings, create_app
-from service._auth import Authenticator
+from service.web import Authenticator
 from tests.conftest import ROOT, child_env
 from tests.servers import free_port, wait_for_port
 

@@ -6,10 +6,9 @@ import httpx
 import pytest
 import respx
 
-from service._errors import NotFound, StorageUnavailable
-from service._fetch import FetchRefused, ImageFetcher
-from service._providers import ProviderError
+from service._errors import FetchRefused, NotFound, ProviderError, StorageUnavailable
 from service._storage import SIGNED_URL_TTL_S, SupabaseStorage
+from service.providers import ImageFetcher
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.generation import GenerationMode
 
 from service import migrate
-from service._openapi import document
+from service.web import document
 from tests.service.conftest import SECRET, ServiceProcess, token
 
 SCHEMA = schemathesis.openapi.from_dict(document())

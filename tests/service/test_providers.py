@@ -20,7 +20,7 @@ from PIL import Image
 
 import ratelimit
 from service import Settings, create_app
-from service._retry import RetryPolicy
+from service.providers import RetryPolicy
 from tests.service.conftest import auth
 from tests.service.sse import SSE, events
 from tests.service.test_streams import set_account

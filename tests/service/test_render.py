@@ -10,14 +10,14 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from service._images import image_dimensions, make_variants
-from service._render import (
+from service._spec import (
     ASPECT_RATIOS,
     RESOLUTIONS,
     ThumbnailSpec,
     image_size,
-    render_thumbnail,
 )
-from service._text import fit_text, font
+from service.providers.local import render_thumbnail
+from service.providers.local._text import fit_text, font
 
 TITLE = "I Tried Every Budget Camera So You Don't Have To"
 

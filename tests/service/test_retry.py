@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from service._providers import ProviderError
-from service._retry import RetryPolicy
+from service._errors import ProviderError
+from service.providers import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service._settings import Settings, SettingsError
+from service import Settings, SettingsError
 
 
 @pytest.mark.parametrize(

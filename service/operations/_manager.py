@@ -1,0 +1,326 @@
+"""Runs of operations, owned by the process; streams of their event logs.
+
+A run executes in a task of the process, never of a connection: a client that goes away
+does not cancel paid work. Any way back to an operation (the same Idempotency-Key, the
+events URL, resume) follows its log and, when the owner's lease has expired (a crashed
+instance), takes the run over and continues it from its first unfinished step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import ratelimit
+from checkpoints import (
+    CheckpointStore,
+    Event,
+    LeaseLost,
+    LeaseUnavailable,
+    Operation,
+    OperationStatus,
+    Run,
+    Runner,
+    StepRecord,
+    is_retryable,
+)
+
+from .._errors import ErrorInfo, OperationNotResumable
+from ._kinds import OperationKind
+
+log = logging.getLogger("service.operations")
+
+TERMINAL_EVENTS: Final = frozenset({"result", "error"})
+#: How often a follower with nothing new re-checks its operation's owner.
+FOLLOW_CHECK_S: Final = 2.0
+#: Crashes outside the steps before an operation is ended as INTERNAL_ERROR.
+MAX_CRASHES: Final = 3
+CRASHED: Final = ErrorInfo("INTERNAL_ERROR",
+                           "the operation failed unexpectedly; resume it to try again",
+                           500, retryable=True)
+
+#: The snapshot of an operation and its step records, as clients see it.
+Snapshot = Callable[[Operation, list[StepRecord]], Awaitable[dict[str, Any]]]
+#: Acquires the concurrency slot of an operation's route for its user (raises
+#: ratelimit.RateLimitExceeded when all are held, RateLimitUnavailable in an outage).
+SlotFor = Callable[[Operation], Awaitable[ratelimit.Slot]]
+
+
+class Operations:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        runner: Runner,
+        kinds: Mapping[str, OperationKind],
+        present: Snapshot,
+        *,
+        on_finished: Callable[[Operation, str], None] | None = None,
+        slot_for: SlotFor | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.kinds = kinds
+        self.present = present
+        self.accepting = True
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runs: dict[str, Any] = {}
+        self._releases: set[asyncio.Task[None]] = set()
+        self._crashes: dict[str, int] = {}
+        self._on_finished = on_finished
+        self._slot_for = slot_for
+
+    # -- starting and taking over -------------------------------------------------------
+
+    def start(
+        self, operation_id: str, *, reopen: bool = False, slot: ratelimit.Slot | None = None
+    ) -> asyncio.Future[None]:
+        """Run the operation here unless this process already does (or is shutting down).
+
+        Losing the race for the lease is fine: the winner runs it and we follow. A
+        concurrency `slot` is held (and renewed) for as long as the run lasts. The
+        returned future is done once the run has started (or did not start).
+        """
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        previous = self._tasks.get(operation_id)
+        if not self.accepting or (previous is not None and not reopen):
+            started.set_result(None)
+            if slot is not None:
+                release = asyncio.create_task(slot.release())
+                self._releases.add(release)
+                release.add_done_callback(self._releases.discard)
+            return started
+        # A resume may arrive while the run that just failed winds down here: it runs
+        # once that one has ended.
+        task = asyncio.create_task(
+            self._run(operation_id, reopen, slot, started, after=previous),
+            name=f"run:{operation_id}",
+        )
+        self._tasks[operation_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tasks.get(operation_id) is done:
+                del self._tasks[operation_id]
+
+        task.add_done_callback(forget)
+        return started
+
+    async def take_over_if_orphaned(self, operation: Operation) -> None:
+        """Start an unfinished operation whose owner is gone (or that never started)."""
+        if not operation.is_finished and not operation.is_leased(self.store.now().timestamp()):
+            self.start(operation.id)
+
+    async def resume(self, operation: Operation) -> None:
+        """Restart a failed operation whose error is retryable; 409 for other finished
+        operations. Unfinished ones are simply taken over when orphaned.
+
+        A restarted run is new work in flight: it needs one of its route's concurrency
+        slots like a new operation (429 when the user's are all held)."""
+        if operation.is_finished:
+            if operation.status != "failed" or not is_retryable(operation.error):
+                raise OperationNotResumable(
+                    f"the operation is {operation.status} and cannot be resumed"
+                )
+            slot = await self._slot_for(operation) if self._slot_for is not None else None
+            await self.start(operation.id, reopen=True, slot=slot)
+        else:
+            await self.take_over_if_orphaned(operation)
+
+    async def _run(
+        self,
+        operation_id: str,
+        reopen: bool,
+        slot: ratelimit.Slot | None,
+        started_future: asyncio.Future[None],
+        *,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            if after is not None:
+                await asyncio.wait([after])
+            async with self._holding(slot), self.runner.claim(operation_id) as run:
+                self._runs[operation_id] = run
+                spare = None if slot is not None else await self._spare_slot(run.operation)
+                async with self._holding(spare):
+                    try:
+                        await self._drive(run, reopen, started_future, started)
+                    except LeaseLost:
+                        raise
+                    except Exception:
+                        await self._crashed(run)
+        except LeaseUnavailable:
+            pass  # another owner runs it; followers read its log
+        except LeaseLost:
+            log.warning("run lost its lease", extra={"operation_id": operation_id})
+        except Exception:
+            log.exception("run could not start", extra={"operation_id": operation_id})
+        finally:
+            self._runs.pop(operation_id, None)
+            _done(started_future)
+
+    async def _crashed(self, run: Run) -> None:
+        """A run failed outside its steps (a fault or a bug). It stays unfinished, to be
+        taken over by the next follower — but not forever: after MAX_CRASHES in this
+        process it ends as a retryable INTERNAL_ERROR (a resume tries again)."""
+        op_id = run.operation.id
+        crashes = self._crashes[op_id] = self._crashes.get(op_id, 0) + 1
+        log.exception("run crashed", extra={"operation_id": op_id})
+        if crashes < MAX_CRASHES:
+            return
+        self._crashes.pop(op_id, None)
+        with contextlib.suppress(Exception):
+            await run.finish("failed", error=CRASHED.record(), event=("error", CRASHED.record()))
+            if self._on_finished is not None:
+                self._on_finished(run.operation, "failed")
+
+    async def _drive(
+        self, run: Run, reopen: bool, started_future: asyncio.Future[None], started: float
+    ) -> None:
+        """Plan, execute and finish one claimed operation."""
+        op = run.operation
+        if op.is_finished and not (
+            reopen and op.status == "failed" and is_retryable(op.error)
+        ):
+            return  # finished meanwhile by someone else
+        kind = self.kinds[op.kind]
+        await run.plan(kind.plan(op))
+        if op.is_finished:
+            await run.reset(list(kind.rerun_on_resume))
+        if op.status != "running":
+            await run.set_status("running")
+            op = await self.store.get_operation(op.id)
+            run.operation = op
+        _done(started_future)
+        await run.emit(
+            "operation",
+            {"operation": await self.present(op, list(run.records.values()))},
+        )
+        outcome = await run.execute()
+        if outcome.suspended:
+            log.info("run suspended", extra={"operation_id": op.id})
+            return
+        conclusion = kind.conclude(op, outcome, run.records)
+        status = conclusion.status
+        done = _finished_view(op, status, conclusion.result, conclusion.error)
+        if status in ("succeeded", "partial"):
+            event: tuple[str, dict[str, Any]] = (
+                "result",
+                {"operation": await self.present(done, list(run.records.values()))},
+            )
+        else:
+            event = ("error", ErrorInfo.of_record(conclusion.error).record())
+        await run.finish(
+            status,
+            result=conclusion.result,
+            error=conclusion.error,
+            event=event,
+        )
+        log.info(
+            "operation finished",
+            extra={"operation_id": op.id, "user_id": op.user_id, "kind": op.kind,
+                   "outcome": status,
+                   "duration_ms": round((time.perf_counter() - started) * 1000)},
+        )
+        if self._on_finished is not None:
+            self._on_finished(op, status)
+
+    async def _spare_slot(self, operation: Operation) -> ratelimit.Slot | None:
+        """A slot for a run taken over from an owner that is gone (whose slot expires with
+        its lease), when one is free. The run was admitted when it was created, so it goes
+        on without one when the user's slots are all held or the limiter is unreachable."""
+        if self._slot_for is None or operation.is_finished:
+            return None
+        try:
+            return await self._slot_for(operation)
+        except ratelimit.RateLimitError:
+            log.info("run taken over without a concurrency slot",
+                     extra={"operation_id": operation.id})
+            return None
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, slot: ratelimit.Slot | None) -> AsyncIterator[None]:
+        """Keep a concurrency slot alive as long as the lease lives, free it at the end."""
+        if slot is None:
+            yield
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(slot.ttl_s / 3)
+                with contextlib.suppress(ratelimit.RateLimitError):
+                    await slot.renew()
+
+        keeper = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            await slot.release()
+
+    # -- cancel and shutdown ------------------------------------------------------------
+
+    async def cancel(self, operation: Operation) -> None:
+        """Ask the owner (here or on another instance) to stop starting paid work."""
+        if operation.is_finished:
+            return
+        await self.store.request_cancel(operation.id)
+        run = self._runs.get(operation.id)
+        if run is not None:
+            run.cancel()
+        else:
+            await self.take_over_if_orphaned(operation)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Take no new runs; let each run checkpoint its current step, then release."""
+        self.accepting = False
+        for run in list(self._runs.values()):
+            run.suspend()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+    # -- following ----------------------------------------------------------------------
+
+    async def follow(self, operation_id: str, after: int) -> AsyncIterator[Event]:
+        """Events after `after`, live, until the operation's final terminal event."""
+        cursor = after
+        while True:
+            events = await self.store.wait_for_events(operation_id, cursor, FOLLOW_CHECK_S)
+            for event in events:
+                yield event
+                cursor = event.seq
+            if events and events[-1].type not in TERMINAL_EVENTS:
+                continue
+            op = await self.store.get_operation(operation_id)
+            if op.is_finished and op.last_seq <= cursor:
+                return
+            await self.take_over_if_orphaned(op)
+
+    async def wait_until_finished(self, operation_id: str, timeout: float) -> Operation | None:
+        """The finished operation, or None when it is still running after `timeout`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                async for _event in self.follow(operation_id, 0):
+                    pass
+        op = await self.store.get_operation(operation_id)
+        return op if op.is_finished else None
+
+
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _finished_view(
+    op: Operation, status: OperationStatus, result: Any, error: Any
+) -> Operation:
+    return dataclasses.replace(op, status=status, result=result, error=error)

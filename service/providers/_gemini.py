@@ -1,0 +1,177 @@
+"""Gemini over REST `generateContent`: images (generation, edits, heatmaps) and video
+analysis with a JSON answer schema."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any, Final
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._errors import ProviderError
+from .._images import image_dimensions
+from ._failures import BLOCKED_FINISH_REASONS, post_json
+from ._fetch import ImageFetcher
+from ._prompts import ANALYTICS_SCHEMA, HEATMAP_PROMPT, VIDEO_PROMPT, edit_prompt, thumbnail_prompt
+from ._protocol import EditRequest, GeneratedImage, ImageRequest
+
+log = logging.getLogger("service.providers")
+
+IMAGE_MODELS: Final = ("gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview")
+TEXT_MODEL: Final = "gemini-2.5-flash"
+
+
+class _Scene(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    part: str
+    description: str
+
+
+class _Named(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    scenes: list[_Scene]
+
+
+class VideoAnalytics(BaseModel):
+    """The 10 fields of a video analysis; the model's answer must fit them."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    summary: str
+    topic: str
+    tone: str
+    key_moments: str
+    hooks: str
+    duration_estimate: str
+    thumbnail_appeal_notes: str
+    content_type: str
+    characters: list[_Named]
+    places: list[_Named]
+
+
+def _blocked(answer: dict[str, Any]) -> bool:
+    feedback = answer.get("promptFeedback") or {}
+    if feedback.get("blockReason"):
+        return True
+    return any(
+        str(c.get("finishReason", "")).upper() in BLOCKED_FINISH_REASONS
+        for c in answer.get("candidates") or []
+        if isinstance(c, dict)
+    )
+
+
+def _parts(answer: Any) -> list[dict[str, Any]]:
+    if not isinstance(answer, dict):
+        raise ProviderError("PROVIDER_BAD_OUTPUT", "Gemini's answer had an unexpected shape",
+                            retryable=True)
+    if _blocked(answer):
+        raise ProviderError("CONTENT_BLOCKED", "Gemini declined this content for safety "
+                            "reasons; change the request and try again", retryable=False)
+    candidates = answer.get("candidates") or []
+    first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+    parts = (first.get("content") or {}).get("parts") or []
+    return [p for p in parts if isinstance(p, dict)]
+
+
+class GeminiProvider:
+    name = "gemini"
+
+    def __init__(
+        self, http: httpx.AsyncClient, api_key: str, base_url: str, fetcher: ImageFetcher
+    ) -> None:
+        self._http = http
+        self._key = api_key
+        self._base = base_url
+        self._fetcher = fetcher
+
+    async def _call(self, model: str, body: dict[str, Any], context: str) -> Any:
+        log.info("provider call", extra={"provider": self.name, "context": context})
+        return await post_json(
+            self._http, self.name,
+            f"{self._base}/v1beta/models/{model}:generateContent",
+            headers={"x-goog-api-key": self._key}, json=body,
+        )
+
+    async def _inline(self, urls: tuple[str, ...]) -> list[dict[str, Any]]:
+        parts = []
+        for url in urls:
+            image = await self._fetcher.fetch(url)
+            parts.append({"inlineData": {"mimeType": image.mime_type,
+                                         "data": base64.b64encode(image.data).decode()}})
+        return parts
+
+    @staticmethod
+    def _model(requested: str | None) -> str:
+        if requested is None:
+            return IMAGE_MODELS[0]
+        if requested not in IMAGE_MODELS:
+            raise ProviderError("VALIDATION_ERROR", f"unknown Gemini image model {requested!r}",
+                                retryable=False)
+        return requested
+
+    async def _image(self, model: str, parts: list[dict[str, Any]], aspect_ratio: str,
+                     resolution: str, context: str) -> GeneratedImage:
+        body = {
+            "contents": [{"role": "user", "parts": parts}],
+            "generationConfig": {
+                "responseModalities": ["IMAGE"],
+                "imageConfig": {"aspectRatio": aspect_ratio, "imageSize": resolution},
+            },
+        }
+        for part in _parts(await self._call(model, body, context)):
+            inline = part.get("inlineData") or part.get("inline_data")
+            if isinstance(inline, dict) and inline.get("data"):
+                try:
+                    data = base64.b64decode(inline["data"], validate=True)
+                    width, height = image_dimensions(data)
+                except (binascii.Error, ValueError):
+                    raise ProviderError("PROVIDER_BAD_OUTPUT",
+                                        "Gemini returned an image that does not decode",
+                                        retryable=True) from None
+                mime = str(inline.get("mimeType") or inline.get("mime_type") or "image/png")
+                return GeneratedImage(data, mime, width, height, self.name)
+        raise ProviderError("PROVIDER_BAD_OUTPUT", "Gemini answered without an image",
+                            retryable=True)
+
+    async def generate(self, request: ImageRequest) -> GeneratedImage:
+        refs = await self._inline(request.reference_images)
+        prompt = thumbnail_prompt(request.spec, references=len(refs))
+        return await self._image(self._model(request.model), [{"text": prompt}, *refs],
+                                 request.spec.aspect_ratio, request.spec.resolution,
+                                 request.context)
+
+    async def edit(self, request: EditRequest) -> GeneratedImage:
+        refs = await self._inline(request.reference_images)
+        source = {"inlineData": {"mimeType": request.source_mime_type,
+                                 "data": base64.b64encode(request.source).decode()}}
+        prompt = edit_prompt(request.prompt, references=len(refs))
+        return await self._image(self._model(request.model), [{"text": prompt}, source, *refs],
+                                 request.aspect_ratio, request.resolution, request.context)
+
+    async def heatmap(self, request: EditRequest) -> GeneratedImage:
+        source = {"inlineData": {"mimeType": request.source_mime_type,
+                                 "data": base64.b64encode(request.source).decode()}}
+        return await self._image(IMAGE_MODELS[1], [{"text": HEATMAP_PROMPT}, source],
+                                 request.aspect_ratio, request.resolution, request.context)
+
+    async def analyze_video(self, video_url: str, context: str) -> dict[str, Any]:
+        body = {
+            "contents": [{"role": "user", "parts": [
+                {"fileData": {"fileUri": video_url, "mimeType": "video/*"}},
+                {"text": VIDEO_PROMPT},
+            ]}],
+            "generationConfig": {"responseMimeType": "application/json",
+                                 "responseSchema": ANALYTICS_SCHEMA},
+        }
+        text = "".join(str(p.get("text", "")) for p in _parts(
+            await self._call(TEXT_MODEL, body, context)))
+        try:
+            return VideoAnalytics.model_validate(json.loads(text)).model_dump()
+        except (ValueError, ValidationError):
+            raise ProviderError("PROVIDER_BAD_OUTPUT",
+                                "Gemini's analysis did not fit the expected fields",
+                                retryable=False) from None

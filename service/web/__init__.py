@@ -1,0 +1,23 @@
+"""The HTTP edge: routes, request and response bodies, authentication, negotiation of
+streams and JSON, the body limit, the one exception-handler table, /openapi.json."""
+
+from ._auth import Authenticator, Principal, load_secret
+from ._body_limit import BodyLimit
+from ._handlers import EXCEPTION_HANDLERS, describe
+from ._openapi import document
+from ._routing import routes
+from ._services import Services
+from ._snapshots import Snapshots
+
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "Authenticator",
+    "BodyLimit",
+    "Principal",
+    "Services",
+    "Snapshots",
+    "describe",
+    "document",
+    "load_secret",
+    "routes",
+]

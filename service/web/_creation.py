@@ -1,0 +1,227 @@
+"""The four creation endpoints. Each follows one path (DESIGN, "How a request flows"):
+auth, body, Idempotency-Key replay, tier gates, network checks, credits; then the rate
+limit, a concurrency slot, the operation, its run — and nothing is written for a request
+that is refused."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+import ratelimit
+from checkpoints import input_hash
+
+from .._errors import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    NotFound,
+    PayloadTooLarge,
+    ProviderNotConfigured,
+    TierLimit,
+    ValidationFailed,
+)
+from .._images import image_format
+from ..operations import (
+    EDIT_CREDITS,
+    ROUTE_OF_KIND,
+    Account,
+    check_generation_allowed,
+    generation_cost,
+    load_thumbnail,
+    upload_key,
+)
+from ..providers import MAX_IMAGE_BYTES, check_public_urls, video_id_of
+from ._auth import Principal
+from ._bodies import EditBody, GenerateBody, HeatmapBody, RequestBody, VideoAnalysisBody, parse
+from ._negotiation import idempotency_key
+from ._respond import respond
+from ._route_limits import limited_by
+from ._services import Services, services_of
+
+B = TypeVar("B", bound=RequestBody)
+#: Work that must wait until the request has passed the rate limit (e.g. storing an upload).
+Prepare = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """A creation request, authenticated and parsed."""
+
+    request: Request
+    svc: Services
+    user: str
+    key: str | None
+
+    async def replay(self, kind: str, inputs: Mapping[str, Any]) -> Response | None:
+        """The answer for a repeated Idempotency-Key (no rate-limit units, no new run),
+        or None for a new request. Another body under the same key → 422."""
+        if self.key is None:
+            return None
+        existing = await self.svc.store.find_operation(self.user, self.key)
+        if existing is None:
+            return None
+        if existing.input_hash != input_hash({"kind": kind, "input": dict(inputs)}):
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used for a request with a different body"
+            )
+        await self.svc.operations.take_over_if_orphaned(existing)
+        return await respond(self.request, existing, after=0, principal=Principal(self.user),
+                             headers=self.svc.limiter.policy_headers(ROUTE_OF_KIND[kind]))
+
+    async def start(
+        self, kind: str, inputs: Mapping[str, Any], *, cost: int, prepare: Prepare | None = None
+    ) -> Response:
+        """Charge the rate limit, hold a concurrency slot, `prepare`, create the operation
+        and start its run; every unit and slot is given back when nothing was created."""
+        svc, route_id = self.svc, ROUTE_OF_KIND[kind]
+        decision = await ratelimit.enforce_rate_limit(route_id, self.request, self.user,
+                                                      cost=cost)
+        try:
+            slot = await svc.limiter.acquire_slot(route_id, self.user,
+                                                  ttl_s=svc.settings.lease_ttl_s)
+        except ratelimit.RateLimitError:
+            await svc.limiter.refund(route_id, self.user, decision.cost)
+            raise
+        try:
+            if prepare is not None:
+                await prepare()
+            op, created = await svc.store.create_operation(
+                user_id=self.user, kind=kind, input=dict(inputs), idempotency_key=self.key
+            )
+        except BaseException:
+            await slot.release()
+            await svc.limiter.refund(route_id, self.user, decision.cost)
+            raise
+        if created:
+            svc.operations.start(op.id, slot=slot)
+        else:
+            await slot.release()  # a concurrent request with the same key created it
+            await svc.limiter.refund(route_id, self.user, decision.cost)
+        return await respond(self.request, op, after=0, headers=decision.headers,
+                             principal=Principal(self.user))
+
+
+async def _begin(request: Request, model: type[B]) -> tuple[Creation, B]:
+    """Authenticate, parse the body and the Idempotency-Key (401/400/413 before anything)."""
+    svc = services_of(request)
+    user = svc.auth.user(request).user_id
+    body = parse(model, await request.body())
+    return Creation(request, svc, user, idempotency_key(request)), body
+
+
+def _require_credits(account: Account, cost: int, what: str) -> None:
+    """402 before anything is written when the balance cannot cover `cost`."""
+    if account.credits_remaining < cost:
+        raise InsufficientCredits(
+            f"{what} needs {cost} credits; {account.credits_remaining} remain"
+        )
+
+
+@limited_by("generate")
+async def create_thumbnails(request: Request) -> Response:
+    creation, body = await _begin(request, GenerateBody)
+    inputs = body.model_dump(exclude_none=True)
+    if (replayed := await creation.replay("thumbnail.generate", inputs)):
+        return replayed
+    svc = creation.svc
+    account = await svc.accounts.get(creation.user)
+    check_generation_allowed(account.tier, resolution=body.resolution,
+                             aspect_ratio=body.aspect_ratio, variations=body.variations)
+    await check_public_urls(body.reference_images or (),
+                            allow_private=svc.settings.allow_private_urls)
+    cost = generation_cost(inputs)
+    _require_credits(account, cost, "this generation")
+    return await creation.start("thumbnail.generate", inputs, cost=cost)
+
+
+@limited_by("edit")
+async def create_edit(request: Request) -> Response:
+    creation, body = await _begin(request, EditBody)
+    source_id = request.path_params["thumbnail_id"]
+    if len(source_id) > 36:
+        raise NotFound("no such thumbnail")
+    inputs = {"source_thumbnail_id": source_id, **body.model_dump(exclude_none=True)}
+    if (replayed := await creation.replay("thumbnail.edit", inputs)):
+        return replayed
+    svc = creation.svc
+    await load_thumbnail(svc.engine, creation.user, source_id)  # 404 unless the caller's
+    await check_public_urls(body.reference_images or (),
+                            allow_private=svc.settings.allow_private_urls)
+    _require_credits(await svc.accounts.get(creation.user), EDIT_CREDITS, "an edit")
+    return await creation.start("thumbnail.edit", inputs, cost=EDIT_CREDITS)
+
+
+@limited_by("heatmap")
+async def create_heatmap(request: Request) -> Response:
+    creation, body = await _begin(request, HeatmapBody)
+    svc = creation.svc
+    account = await svc.accounts.get(creation.user)
+    if not account.tier.heatmaps:
+        raise TierLimit(f"heatmaps need the advanced or pro tier; yours is {account.tier.name}")
+    upload: bytes | None = None
+    inputs: dict[str, Any]
+    if body.thumbnail_id is not None:
+        await load_thumbnail(svc.engine, creation.user, body.thumbnail_id)
+        inputs = {"thumbnail_id": body.thumbnail_id}
+    elif body.image_url is not None:
+        await check_public_urls([body.image_url],
+                                allow_private=svc.settings.allow_private_urls)
+        inputs = {"image_url": body.image_url}
+    else:
+        assert body.image_base64 is not None
+        assert body.mime_type is not None
+        upload = decode_image(body.image_base64, body.mime_type)
+        image_key, digest = upload_key(upload, body.mime_type)
+        inputs = {"image_key": image_key, "sha256": digest, "mime_type": body.mime_type}
+    if (replayed := await creation.replay("heatmap", inputs)):
+        return replayed
+
+    async def store_upload() -> None:
+        if upload is not None:
+            await svc.storage.put(inputs["image_key"], upload, inputs["mime_type"])
+
+    return await creation.start("heatmap", inputs, cost=1, prepare=store_upload)
+
+
+def decode_image(encoded: str, mime_type: str) -> bytes:
+    """The bytes of a base64 image: 413 over 10 MB decoded, 400 unless it is an image of
+    the declared type."""
+    if len(encoded) * 3 // 4 > MAX_IMAGE_BYTES + 3:
+        raise PayloadTooLarge("the decoded image is larger than 10 MB")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise ValidationFailed("image_base64 is not valid base64") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise PayloadTooLarge("the decoded image is larger than 10 MB")
+    try:
+        actual = image_format(data)
+    except ValueError:
+        raise ValidationFailed("image_base64 is not a PNG, JPEG or WebP image") from None
+    if actual != mime_type:
+        raise ValidationFailed(f"image_base64 is not {mime_type}")
+    return data
+
+
+@limited_by("video-analysis")
+async def create_video_analysis(request: Request) -> Response:
+    creation, body = await _begin(request, VideoAnalysisBody)
+    inputs = {"video_id": video_id_of(body.video)}
+    if (replayed := await creation.replay("video.analyze", inputs)):
+        return replayed
+    svc = creation.svc
+    account = await svc.accounts.get(creation.user)
+    if not account.tier.video_analysis:
+        raise TierLimit(f"video analysis needs the pro tier; yours is {account.tier.name}")
+    if "video.analyze" not in svc.operations.kinds:
+        raise ProviderNotConfigured(
+            "video analysis needs Gemini (GEMINI_API_KEY); the local provider cannot "
+            "analyze videos"
+        )
+    return await creation.start("video.analyze", inputs, cost=1)

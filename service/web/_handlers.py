@@ -1,0 +1,108 @@
+"""The one exception-handler table: every error becomes an `ErrorInfo`, then an answer.
+
+Mappings are exact: only connection-level database failures are `DATABASE_UNAVAILABLE`
+(retryable); storage faults are `STORAGE_UNAVAILABLE` (the storage backends raise it);
+anything unexpected is a 500 `INTERNAL_ERROR`, logged with its traceback, not retryable
+(a bug does not go away when a client retries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import checkpoints
+import ratelimit
+
+from .._errors import (
+    DatabaseUnavailable,
+    ErrorInfo,
+    IdempotencyConflict,
+    NotFound,
+    ServiceError,
+)
+from ._responses import ErrorBody
+from ._route_limits import policy_headers
+
+log = logging.getLogger("service.http")
+
+#: Seconds a client should wait before retrying during a database outage.
+DATABASE_RETRY_AFTER_S = 2
+
+INTERNAL = ErrorInfo("INTERNAL_ERROR", "internal error", 500)
+
+
+def error_response(request: Request, info: ErrorInfo) -> JSONResponse:
+    """The answer of an error: its body and status, `Retry-After` when a delay is known,
+    and the endpoint's `RateLimit-Policy`."""
+    headers = info.answer_headers()
+    for name, value in policy_headers(request.scope).items():
+        headers.setdefault(name, value)
+    return JSONResponse(ErrorBody.of(info), status_code=info.status, headers=headers)
+
+
+def describe(exc: BaseException) -> ErrorInfo:
+    """The description of any error that reaches the edge (see the module docstring)."""
+    if isinstance(exc, ServiceError):
+        return exc.info
+    if isinstance(exc, ratelimit.RateLimitExceeded):
+        return ErrorInfo(exc.code, f"too many requests; retry in {exc.retry_after} s",
+                         exc.status, True, exc.retry_after, exc.headers)
+    if isinstance(exc, ratelimit.RateLimitUnavailable):
+        return ErrorInfo(
+            exc.code, "the rate limiter is unreachable; this route is closed until it is back",
+            exc.status, True, exc.retry_after, exc.headers,
+        )
+    if isinstance(exc, checkpoints.IdempotencyKeyReused):
+        return IdempotencyConflict(
+            "this Idempotency-Key was used for a request with a different body").info
+    if isinstance(exc, checkpoints.OperationNotFound):
+        return NotFound("no such operation").info
+    if is_connection_failure(exc):
+        log.error("database unavailable: %s", exc)
+        return DatabaseUnavailable("the database is unavailable; retry shortly",
+                                   retry_after=DATABASE_RETRY_AFTER_S).info
+    if isinstance(exc, HTTPException):
+        return _http_exception(exc)
+    log.error("unhandled error", exc_info=exc)
+    return INTERNAL
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (not that a statement is wrong):
+    SQLAlchemy's operational and interface errors, a connection it invalidated, a socket
+    error of the driver, or no pooled connection in time."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc.orig, OSError)
+    # asyncpg lets a socket that drops in the middle of a query surface as it is.
+    return isinstance(exc, ConnectionError)
+
+
+def _http_exception(exc: HTTPException) -> ErrorInfo:
+    if exc.status_code == 404:
+        return NotFound("no such endpoint").info
+    if exc.status_code == 405:
+        return ErrorInfo("METHOD_NOT_ALLOWED", "method not allowed", 405,
+                         headers=exc.headers or {})
+    return ErrorInfo("HTTP_ERROR", str(exc.detail), exc.status_code, headers=exc.headers or {})
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    return error_response(request, describe(exc))
+
+
+#: Starlette's table: the classes named here are answered where they are raised;
+#: `Exception` is the last resort of Starlette's server-error middleware.
+EXCEPTION_HANDLERS: Mapping[Any, Any] = dict.fromkeys(
+    (ServiceError, ratelimit.RateLimitError, checkpoints.CheckpointError,
+     sa.exc.SQLAlchemyError, ConnectionError, HTTPException, Exception),
+    _handle,
+)

@@ -1,0 +1,99 @@
+"""Endpoints of existing operations (snapshot, events, resume, cancel) and of the
+caller's account: all on the fail-open `operations` rate-limit route."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import ratelimit
+from checkpoints import Operation
+
+from .._errors import NotFound
+from ._auth import Principal
+from ._negotiation import event_cursor
+from ._respond import respond, snapshot, stream_response
+from ._responses import AccountBody, DevToken
+from ._route_limits import limited_by
+from ._services import Services, services_of
+
+#: How long `cancel` waits for the run to stop before answering 202 with a snapshot.
+CANCEL_WAIT_S = 10.0
+
+
+async def _owned(request: Request, svc: Services, principal: Principal) -> Operation:
+    """The operation of the path, if it is the caller's (anyone else's → 404)."""
+    operation_id = request.path_params["operation_id"]
+    if len(operation_id) > 36:
+        raise NotFound("no such operation")
+    return await svc.store.get_operation(operation_id, user_id=principal.user_id)
+
+
+@limited_by("operations")
+async def get_operation(request: Request) -> Response:
+    svc = services_of(request)
+    principal = svc.auth.user(request)
+    op = await _owned(request, svc, principal)
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    return JSONResponse(await snapshot(svc, op), headers=decision.headers)
+
+
+@limited_by("operations")
+async def operation_events(request: Request) -> Response:
+    svc = services_of(request)
+    principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
+    op = await _owned(request, svc, principal)
+    cursor = event_cursor(request) or 0
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    if op.is_finished and op.last_seq <= cursor:
+        return Response(status_code=204, headers=decision.headers)
+    await svc.operations.take_over_if_orphaned(op)
+    return stream_response(svc, op.id, cursor, decision.headers)
+
+
+@limited_by("operations")
+async def resume_operation(request: Request) -> Response:
+    svc = services_of(request)
+    principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
+    op = await _owned(request, svc, principal)
+    given = event_cursor(request)
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    cursor = op.last_seq if given is None else given
+    await svc.operations.resume(op)
+    return await respond(request, op, after=cursor, principal=principal,
+                         headers=decision.headers)
+
+
+@limited_by("operations")
+async def cancel_operation(request: Request) -> Response:
+    svc = services_of(request)
+    principal = svc.auth.user(request)
+    op = await _owned(request, svc, principal)
+    decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
+    if not op.is_finished:
+        await svc.operations.cancel(op)
+        finished = await svc.operations.wait_until_finished(op.id, CANCEL_WAIT_S)
+        if finished is None:
+            current = await svc.store.get_operation(op.id)
+            return JSONResponse(await snapshot(svc, current), status_code=202,
+                                headers=decision.headers)
+        op = finished
+    return JSONResponse(await snapshot(svc, op), headers=decision.headers)
+
+
+@limited_by("operations")
+async def get_account(request: Request) -> Response:
+    svc = services_of(request)
+    user = svc.auth.user(request).user_id
+    decision = await ratelimit.enforce_rate_limit("operations", request, user)
+    account = await svc.accounts.get(user)
+    body = AccountBody.model_validate({"user_id": account.user_id, "tier": account.tier.name,
+                                       "credits_remaining": account.credits_remaining})
+    return JSONResponse(body.model_dump(), headers=decision.headers)
+
+
+async def dev_token(request: Request) -> Response:
+    """A demo user's token (dev mode only: the route exists without AUTH_JWT_SECRET)."""
+    svc = services_of(request)
+    token = svc.auth.issue_user_token("demo-user", ttl_s=24 * 3600)
+    return JSONResponse(DevToken(token=token).model_dump())

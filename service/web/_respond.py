@@ -1,0 +1,102 @@
+"""How an operation is answered: a stream of its events, 202 with links, or JSON once it
+has finished (the contract's negotiation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from checkpoints import Operation
+
+from .._errors import ErrorInfo, RunError
+from ._auth import Principal
+from ._negotiation import wants_async, wants_stream
+from ._responses import Accepted, Links
+from ._services import Services, services_of
+
+#: A send that blocks this long (a client that stopped reading) ends the stream.
+SEND_TIMEOUT_S = 30
+
+
+async def respond(
+    request: Request,
+    op: Operation,
+    *,
+    after: int,
+    principal: Principal,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The contract's negotiation: SSE, `Prefer: respond-async`, or JSON at the end."""
+    svc = services_of(request)
+    headers = dict(headers or {})
+    if wants_stream(request):
+        return stream_response(svc, op.id, after, headers)
+    if not wants_async(request):
+        finished = await svc.operations.wait_until_finished(op.id, svc.settings.sync_wait_s)
+        if finished is not None:
+            if finished.status in ("succeeded", "partial"):
+                return JSONResponse(
+                    {"operation": await snapshot(svc, finished)}, headers=headers
+                )
+            info = ErrorInfo.of_record(finished.error)
+            # The failed operation stays addressable (e.g. to resume it).
+            raise RunError(dataclasses.replace(
+                info, headers={**headers, "Location": operation_url(svc, finished.id)}
+            ))
+        op = await svc.store.get_operation(op.id)
+    return accepted(svc, op, principal, headers)
+
+
+def operation_url(svc: Services, operation_id: str) -> str:
+    """The operation's URL: relative, or under PUBLIC_BASE_URL when it is set."""
+    return f"{svc.settings.public_base_url or ''}/v1/operations/{operation_id}"
+
+
+def accepted(
+    svc: Services, op: Operation, principal: Principal, headers: Mapping[str, str]
+) -> JSONResponse:
+    """202 with the operation's links; `links.events` carries a token of its own, so it
+    works as is in `new EventSource(url)`."""
+    location = operation_url(svc, op.id)
+    token = svc.auth.issue_events_token(principal.user_id, op.id)
+    body = Accepted(operation_id=op.id, status=op.status,
+                    links=Links(self=location, events=f"{location}/events?token={token}"))
+    return JSONResponse(body.model_dump(), status_code=202,
+                        headers={**headers, "Location": location})
+
+
+async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
+    """The operation's snapshot, with freshly signed URLs."""
+    return await svc.snapshots.of(op, await svc.store.get_steps(op.id))
+
+
+def stream_response(
+    svc: Services, operation_id: str, after: int, headers: Mapping[str, str]
+) -> Response:
+    """The operation's events after `after` as Server-Sent Events, live until its final
+    terminal event; the run itself belongs to the process, not to this stream."""
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        svc.metrics.open_streams.inc()
+        try:
+            async for event in svc.operations.follow(operation_id, after):
+                yield ServerSentEvent(
+                    data=json.dumps(dict(event.data), separators=(",", ":")),
+                    event=event.type,
+                    id=str(event.seq),
+                )
+        finally:
+            svc.metrics.open_streams.dec()
+
+    return EventSourceResponse(
+        events(),
+        ping=svc.settings.heartbeat_s,
+        send_timeout=SEND_TIMEOUT_S,
+        headers={**headers, "Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,43 @@
+"""What the lifespan builds and the handlers use: `request.app.state.services`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+
+import ratelimit
+from checkpoints import CheckpointStore
+
+from .._metrics import Metrics
+from .._settings import Settings
+from .._storage import LocalStorage, Storage
+from ..operations import Accounts, Operations
+from ..providers import ImageFetcher
+from ._auth import Authenticator
+from ._snapshots import Snapshots
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    store: CheckpointStore
+    operations: Operations
+    accounts: Accounts
+    storage: Storage
+    local_storage: LocalStorage | None
+    auth: Authenticator
+    limiter: ratelimit.RateLimiter
+    metrics: Metrics
+    snapshots: Snapshots
+    http: httpx.AsyncClient
+    fetcher: ImageFetcher
+
+
+def services_of(request: Request) -> Services:
+    """The services of the app that serves `request`."""
+    services: Services = request.app.state.services
+    return services
