@@ -25,6 +25,15 @@ from tests.servers import free_port
 SECRET = "test-secret-for-the-service-0123456789"
 #: A loaded CI machine can take a while to start a process and migrate nothing.
 READY_TIMEOUT_S = 60.0
+#: In process, the lifespan's start and stop (runs get SHUTDOWN_GRACE_S to checkpoint,
+#: engines close) are waited for this long: their end, not a guess of their time.
+LIFESPAN_TIMEOUT_S = 60.0
+
+
+def in_process(app: Starlette) -> LifespanManager:
+    """The app's lifespan, run in this process."""
+    return LifespanManager(app, startup_timeout=LIFESPAN_TIMEOUT_S,
+                           shutdown_timeout=LIFESPAN_TIMEOUT_S)
 
 
 def token(user_id: str, ttl_s: int = 3600) -> str:
@@ -57,7 +66,7 @@ def app(service_env: dict[str, str]) -> Starlette:
 @pytest.fixture
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """The app in this process, with its lifespan."""
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield c

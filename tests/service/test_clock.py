@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from service import Settings, create_app
 from tests.clock import FakeClock
+from tests.service.conftest import in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ def clock() -> FakeClock:
 async def timed(service_env, clock) -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
     """The app on `clock`, and its services."""
     app = create_app(Settings.from_env(service_env), clock=clock)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      timeout=60) as client:

@@ -15,13 +15,12 @@ import httpx
 import numpy as np
 import pytest
 import respx
-from asgi_lifespan import LifespanManager
 from PIL import Image
 
 import ratelimit
 from service import Settings, create_app
 from service.providers import RetryPolicy
-from tests.service.conftest import auth
+from tests.service.conftest import auth, in_process
 from tests.service.sse import SSE, events
 from tests.service.test_streams import set_account
 
@@ -87,7 +86,7 @@ async def served(
     policy = RetryPolicy(sleep=sleeps, jitter=lambda _wait: 0.0)
     app = create_app(Settings.from_env(provider_env), retry=policy,
                      transport=httpx.MockTransport(edge.async_handler))
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      timeout=60) as client:
