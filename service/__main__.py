@@ -71,9 +71,10 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 async def _command(settings: Settings, args: argparse.Namespace) -> int:
     from checkpoints import CheckpointStore, create_engine
 
+    from ._lifespan import authenticator
     from ._migrate import migrate
     from .operations import Accounts
-    from .web import Authenticator, load_secret
+    from .web import load_secret
 
     if args.command == "migrate":
         await migrate(settings.database_url)
@@ -81,8 +82,13 @@ async def _command(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "token":
         if args.ttl < 1:
             raise ValueError("--ttl must be at least 1 second")
-        secret = load_secret(settings.auth_jwt_secret, settings.data_dir)
-        print(Authenticator(secret).issue_user_token(args.user_id, ttl_s=args.ttl))
+        if settings.auth_jwt_secret is None and not settings.is_dev_auth:
+            raise ValueError("tokens come from the issuer of AUTH_JWKS_URL; this command "
+                             "mints them only with AUTH_JWT_SECRET or in dev mode")
+        signing_secret = load_secret(settings.signing_secret, settings.data_dir,
+                                     "signing-secret")
+        minter = authenticator(settings, signing_secret)
+        print(minter.issue_user_token(args.user_id, ttl_s=args.ttl))
         return 0
     engine = create_engine(settings.database_url)
     try:

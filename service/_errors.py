@@ -12,6 +12,8 @@
     ├── ProviderNotConfigured         503 PROVIDER_NOT_CONFIGURED
     ├── DatabaseUnavailable           503 DATABASE_UNAVAILABLE (connection-level failures only)
     ├── StorageUnavailable            503 STORAGE_UNAVAILABLE
+    ├── AuthUnavailable               503 AUTH_UNAVAILABLE: the token issuer's key set is
+    │                                 unreachable and no key of the token is cached
     ├── ProviderError                 a provider call failed: its code is one of the run
     │   │                             error codes below, `retryable` says if a retry can help
     │   └── FetchRefused              400 VALIDATION_ERROR: a user's image URL was refused
@@ -207,6 +209,12 @@ class DatabaseUnavailable(ServiceError):
 class StorageUnavailable(ServiceError):
     status = 503
     code = "STORAGE_UNAVAILABLE"
+    retryable = True
+
+
+class AuthUnavailable(ServiceError):
+    status = 503
+    code = "AUTH_UNAVAILABLE"
     retryable = True
 
 

@@ -44,7 +44,7 @@ from .providers import (
     RetryPolicy,
     YouTube,
 )
-from .web import Authenticator, Services, Snapshots, load_secret
+from .web import Authenticator, KeySet, Services, Snapshots, load_secret
 
 log = logging.getLogger("service")
 
@@ -104,7 +104,7 @@ def _services(
     store: CheckpointStore, limiter: ratelimit.RateLimiter, metrics: Metrics,
     http: httpx.AsyncClient,
 ) -> Services:
-    secret = load_secret(settings.auth_jwt_secret, settings.data_dir)
+    signing_secret = load_secret(settings.signing_secret, settings.data_dir, "signing-secret")
     local_storage: LocalStorage | None = None
     storage: Storage
     if settings.storage_backend == "supabase":
@@ -112,7 +112,7 @@ def _services(
         assert settings.supabase_service_role_key
         storage = SupabaseStorage(http, settings.supabase_url, settings.supabase_service_role_key)
     else:
-        storage = local_storage = LocalStorage(settings.data_dir / "objects", secret,
+        storage = local_storage = LocalStorage(settings.data_dir / "objects", signing_secret,
                                                clock=world.clock)
     snapshots = Snapshots(storage, settings.public_base_url)
     fetcher = ImageFetcher(http, allow_private=settings.allow_private_urls)
@@ -134,9 +134,33 @@ def _services(
     return Services(
         settings=settings, engine=engine, store=store, operations=operations,
         accounts=accounts, storage=storage, local_storage=local_storage,
-        auth=Authenticator(secret, clock=world.clock), limiter=limiter, metrics=metrics,
+        auth=_authenticator(settings, world, http, signing_secret), limiter=limiter,
+        metrics=metrics,
         snapshots=snapshots, http=http, fetcher=fetcher,
     )
+
+
+def authenticator(
+    settings: Settings, signing_secret: str, key_set: KeySet | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Authenticator:
+    """Token checks as the settings ask: HS256 with AUTH_JWT_SECRET (or, in dev mode, the
+    dev secret), ES256/RS256 with the issuer's key set."""
+    hs_secret = settings.auth_jwt_secret
+    if settings.is_dev_auth:
+        hs_secret = load_secret(None, settings.data_dir, "dev-jwt-secret")
+    return Authenticator(hs_secret=hs_secret, key_set=key_set, signing_secret=signing_secret,
+                         audiences=settings.auth_audiences, issuer=settings.auth_issuer,
+                         clock=clock)
+
+
+def _authenticator(
+    settings: Settings, world: OutsideWorld, http: httpx.AsyncClient, signing_secret: str
+) -> Authenticator:
+    key_set = None
+    if settings.auth_jwks_url is not None:
+        key_set = KeySet(http, settings.auth_jwks_url, clock=world.clock)
+    return authenticator(settings, signing_secret, key_set, world.clock)
 
 
 def _kinds(

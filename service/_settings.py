@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from dotenv import dotenv_values
@@ -89,6 +90,16 @@ class Settings:
     database_url: str = "sqlite+aiosqlite:///.viewbait/viewbait.db"
     redis_url: str | None = None
     auth_jwt_secret: str | None = None
+    #: The JWK Set of the token issuer (ES256/RS256 access tokens).
+    auth_jwks_url: str | None = None
+    #: Accepted `aud` values of user tokens; the required `iss`, if any.
+    auth_audiences: tuple[str, ...] = ("authenticated",)
+    auth_issuer: str | None = None
+    #: Secret of the links the service signs itself (events links, local object URLs);
+    #: None = one generated in DATA_DIR.
+    signing_secret: str | None = None
+    #: Browser origins allowed to call the API (CORS); none = no CORS headers.
+    cors_origins: tuple[str, ...] = ()
     image_providers: tuple[str, ...] = ("local",)
     gemini_api_key: str | None = None
     gemini_base_url: str = "https://generativelanguage.googleapis.com"
@@ -129,8 +140,9 @@ class Settings:
 
     @property
     def is_dev_auth(self) -> bool:
-        """No real secret: a dev secret in DATA_DIR, and POST /v1/dev/token exists."""
-        return self.auth_jwt_secret is None
+        """Neither a secret nor a key set: a dev secret in DATA_DIR, and POST /v1/dev/token
+        exists."""
+        return self.auth_jwt_secret is None and self.auth_jwks_url is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,15 +154,20 @@ class Settings:
         rate_limits = env.get("RATE_LIMITS") or None
         if rate_limits is not None and not Path(rate_limits).is_file():
             raise SettingsError(f"RATE_LIMITS: no such file {rate_limits!r}")
-        secret = env.get("AUTH_JWT_SECRET") or None
-        if secret is not None and len(secret.encode()) < 32:
-            raise SettingsError("AUTH_JWT_SECRET must be at least 32 bytes (HS256)")
+        secret = _secret(env, "AUTH_JWT_SECRET")
         d = cls()
         return cls(
             data_dir=data_dir,
             database_url=_database_url(env, data_dir),
             redis_url=_redis_url(env),
             auth_jwt_secret=secret,
+            auth_jwks_url=_url(env, "AUTH_JWKS_URL") or (
+                f"{supabase_url}/auth/v1/.well-known/jwks.json" if supabase_url else None),
+            auth_audiences=_list(env, "AUTH_AUDIENCES") or d.auth_audiences,
+            auth_issuer=(env.get("AUTH_ISSUER") or "").strip() or (
+                f"{supabase_url}/auth/v1" if supabase_url else None),
+            signing_secret=_secret(env, "SIGNING_SECRET"),
+            cors_origins=_origins(env, "CORS_ORIGINS"),
             image_providers=_providers(env),
             gemini_api_key=env.get("GEMINI_API_KEY") or None,
             gemini_base_url=_url(env, "GEMINI_BASE_URL") or d.gemini_base_url,
@@ -241,6 +258,31 @@ def _storage(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
             "STORAGE_BACKEND=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
         )
     return storage, supabase_url, supabase_key
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """An HMAC secret: at least 32 bytes, as HS256 wants."""
+    secret = env.get(name) or None
+    if secret is not None and len(secret.encode()) < 32:
+        raise SettingsError(f"{name} must be at least 32 bytes (HS256)")
+    return secret
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Browser origins: `scheme://host[:port]`, nothing more (a browser sends exactly
+    that in `Origin`)."""
+    origins = []
+    for origin in _list(env, name):
+        parts = urlsplit(origin)
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path
+                or parts.query or parts.fragment or parts.username):
+            raise SettingsError(f"{name}: {origin!r} is not an origin (scheme://host[:port])")
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:

@@ -4,6 +4,7 @@ streams and JSON, the body limit, the one exception-handler table, /openapi.json
 from ._auth import Authenticator, Principal, load_secret
 from ._body_limit import BodyLimit
 from ._handlers import EXCEPTION_HANDLERS, describe
+from ._jwks import KeySet
 from ._openapi import document
 from ._routing import routes
 from ._services import Services
@@ -13,6 +14,7 @@ __all__ = [
     "EXCEPTION_HANDLERS",
     "Authenticator",
     "BodyLimit",
+    "KeySet",
     "Principal",
     "Services",
     "Snapshots",

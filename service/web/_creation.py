@@ -110,7 +110,7 @@ class Creation:
 async def _begin(request: Request, model: type[B]) -> tuple[Creation, B]:
     """Authenticate, parse the body and the Idempotency-Key (401/400/413 before anything)."""
     svc = services_of(request)
-    user = svc.auth.user(request).user_id
+    user = (await svc.auth.user(request)).user_id
     body = parse(model, await request.body())
     return Creation(request, svc, user, idempotency_key(request)), body
 

@@ -29,9 +29,9 @@ async def _operation_of(
     svc = services_of(request)
     operation_id = request.path_params["operation_id"]
     if link_token:
-        principal = svc.auth.user_or_events_token(request, operation_id)
+        principal = await svc.auth.user_or_events_token(request, operation_id)
     else:
-        principal = svc.auth.user(request)
+        principal = await svc.auth.user(request)
     if len(operation_id) > 36:
         raise NotFound("no such operation")
     op = await svc.store.get_operation(operation_id, user_id=principal.user_id)
@@ -85,7 +85,7 @@ async def cancel_operation(request: Request) -> Response:
 @limited_by("operations")
 async def get_account(request: Request) -> Response:
     svc = services_of(request)
-    user = svc.auth.user(request).user_id
+    user = (await svc.auth.user(request)).user_id
     decision = await ratelimit.enforce_rate_limit("operations", request, user)
     account = await svc.accounts.get(user)
     body = AccountBody.model_validate({"user_id": account.user_id, "tier": account.tier.name,

@@ -37,7 +37,12 @@ def in_process(app: Starlette) -> LifespanManager:
 
 
 def token(user_id: str, ttl_s: int = 3600) -> str:
-    return Authenticator(SECRET).issue_user_token(user_id, ttl_s=ttl_s)
+    return minter(SECRET).issue_user_token(user_id, ttl_s=ttl_s)
+
+
+def minter(secret: str) -> Authenticator:
+    """Issues HS256 user tokens under `secret`, as Supabase's legacy secret does."""
+    return Authenticator(hs_secret=secret, signing_secret="not-used-to-mint-user-tokens")
 
 
 def auth(user_id: str = "user-1") -> dict[str, str]:

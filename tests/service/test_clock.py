@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from service import Settings, create_app
+from service.web._auth import LEEWAY_S
 from tests.clock import FakeClock
 from tests.service.conftest import in_process
 
@@ -34,11 +35,12 @@ async def timed(service_env, clock) -> AsyncIterator[tuple[httpx.AsyncClient, ob
 
 
 async def test_tokens_expire_on_the_services_clock(timed, clock):
-    """A one-hour token works until the clock passes its expiry, then answers 401."""
+    """A one-hour token works until the clock passes its expiry (and the few seconds of
+    leeway for clock skew), then answers 401."""
     client, services = timed
     bearer = {"Authorization": f"Bearer {services.auth.issue_user_token('u1', ttl_s=3600)}"}
     assert (await client.get("/v1/account", headers=bearer)).status_code == 200
-    clock.advance(3599)
+    clock.advance(3600 + LEEWAY_S - 1)
     assert (await client.get("/v1/account", headers=bearer)).status_code == 200
     clock.advance(2)
     expired = await client.get("/v1/account", headers=bearer)

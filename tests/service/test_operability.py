@@ -9,10 +9,9 @@ import sys
 import httpx
 import pytest
 
-from service.web import Authenticator
 from tests.conftest import ROOT, ExternalServer, child_env
 from tests.servers import PostgresServer, RedisServer
-from tests.service.conftest import SECRET, auth
+from tests.service.conftest import SECRET, auth, minter
 from tests.service.test_streams import set_account
 
 pytestmark = pytest.mark.anyio
@@ -129,7 +128,7 @@ async def test_readiness_and_fail_closed_routes_follow_redis(
     env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_server.url,
            "DATA_DIR": str(tmp_path / "data"), "AUTH_JWT_SECRET": "x" * 40}
     server = spawn(env)
-    headers = {"Authorization": "Bearer " + Authenticator("x" * 40).issue_user_token("u")}
+    headers = {"Authorization": "Bearer " + minter("x" * 40).issue_user_token("u")}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         assert (await client.get("/readyz")).json()["redis"] == "ok"
         redis_server.kill()
@@ -164,7 +163,7 @@ async def test_a_database_outage_is_503_and_recovers(spawn, postgres, pg_url, tm
     env = {"DATABASE_URL": pg_url, "DATA_DIR": str(tmp_path / "data"),
            "AUTH_JWT_SECRET": "x" * 40}
     server = spawn(env)
-    headers = {"Authorization": "Bearer " + Authenticator("x" * 40).issue_user_token("u")}
+    headers = {"Authorization": "Bearer " + minter("x" * 40).issue_user_token("u")}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         assert (await client.get("/v1/account", headers=headers)).status_code == 200
         postgres.kill()
