@@ -8,11 +8,17 @@ from collections.abc import Callable
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from ._lifespan import OutsideWorld, lifespan
 from ._settings import Settings
 from .providers import RetryPolicy
 from .web import EXCEPTION_HANDLERS, BodyLimit, routes
+
+#: What a page of another origin may send, and read of the answers.
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Prefer",
+                        "Last-Event-ID")
+CORS_EXPOSED_HEADERS = ("Location", "Retry-After", "RateLimit", "RateLimit-Policy")
 
 
 def create_app(
@@ -30,9 +36,18 @@ def create_app(
     since the epoch) decides token expiry, signed links and operation timestamps.
     """
     world = OutsideWorld(retry=retry, transport=transport, clock=clock)
+    middleware = [Middleware(BodyLimit, max_bytes=settings.max_body_bytes)]
+    if settings.cors_origins:
+        # Outside the body limit and the error handlers, so that refusals (401, 413, 429,
+        # 503) carry the CORS headers too: a browser shows a page only what they allow.
+        middleware.insert(0, Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"], allow_headers=list(CORS_REQUEST_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS), max_age=600,
+        ))
     return Starlette(
         routes=routes(settings),
-        middleware=[Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
+        middleware=middleware,
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan(settings, world),
     )

@@ -8,6 +8,11 @@ const TOKEN_KEY = "viewbait.token";
 
 const $ = (id) => document.getElementById(id);
 
+// The service: this page's own origin, or `?api=<origin>` when the page is served from
+// another one (the service then lists this page's origin in CORS_ORIGINS).
+const API_BASE = new URL(new URLSearchParams(location.search).get("api") || location.origin);
+const apiUrl = (path) => new URL(path, API_BASE).href;
+
 const state = {
   token: null,
   op: null,          // {id, kind, eventsUrl}
@@ -38,7 +43,7 @@ async function api(method, path, { body, headers = {} } = {}) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
+  const response = await fetch(apiUrl(path), init);
   const text = await response.text();
   let data = {};
   if (text) {
@@ -58,7 +63,7 @@ async function authenticate() {
   // Dev mode (no AUTH_JWT_SECRET): the service offers a demo user's token. With a real
   // secret that endpoint does not exist and the page asks for a token instead.
   try {
-    const response = await fetch("/v1/dev/token", { method: "POST" });
+    const response = await fetch(apiUrl("/v1/dev/token"), { method: "POST" });
     if (response.ok) {
       state.token = (await response.json()).token;
       $("account").dataset.mode = "dev";
@@ -307,10 +312,10 @@ function finish(status) {
 // -- the stream -----------------------------------------------------------------------
 
 function withCursor(url, cursor) {
-  const u = new URL(url, location.href);
+  const u = new URL(url, API_BASE);
   u.searchParams.delete("last_event_id");
   if (cursor > 0) u.searchParams.set("last_event_id", String(cursor));
-  return u.pathname + u.search;
+  return u.href;
 }
 
 function connect() {
@@ -506,7 +511,7 @@ function updatePlaceholder(stepKey, status, output) {
   const box = figure.querySelector(".placeholder");
   if (output && output.image_400w_url && box) {
     const img = document.createElement("img");
-    img.src = output.image_400w_url;
+    img.src = apiUrl(output.image_400w_url);
     img.alt = group;
     box.replaceWith(img);
     return;
@@ -530,7 +535,7 @@ function showResult(snapshot) {
   if (result.heatmap_url) {
     const div = extra(`Heatmap · ${snapshot.id.slice(0, 8)}`);
     const img = document.createElement("img");
-    img.src = result.heatmap_url;
+    img.src = apiUrl(result.heatmap_url);
     img.alt = "attention heatmap";
     img.className = "heatmap";
     div.append(img);
@@ -574,9 +579,9 @@ function addThumbnail(thumb, kind) {
   figure.className = "thumb";
   figure.dataset.id = thumb.id;
   const img = document.createElement("img");
-  img.src = thumb.image_400w_url;
+  img.src = apiUrl(thumb.image_400w_url);
   img.alt = `thumbnail ${thumb.id}`;
-  img.addEventListener("click", () => openLightbox(thumb.image_url));
+  img.addEventListener("click", () => openLightbox(apiUrl(thumb.image_url)));
   const caption = document.createElement("figcaption");
   caption.append(`${thumb.width}×${thumb.height}${kind === "thumbnail.edit" ? " · edit" : ""}`);
   const edit = document.createElement("button");
@@ -591,7 +596,7 @@ function addThumbnail(thumb, kind) {
   heatmap.className = "heatmap";
   heatmap.addEventListener("click", () => create("/v1/heatmaps", { thumbnail_id: thumb.id }));
   const full = document.createElement("a");
-  full.href = thumb.image_url;
+  full.href = apiUrl(thumb.image_url);
   full.target = "_blank";
   full.textContent = "full size";
   caption.append(edit, heatmap, full);

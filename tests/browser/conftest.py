@@ -6,9 +6,12 @@ browser tests are plain sync tests: no event loop is shared with Playwright's.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,27 @@ def set_account(env: dict[str, str], user_id: str, tier: str, credits: int) -> N
          "--tier", tier, "--credits", str(credits)],
         cwd=ROOT, env={**child_env(), **env}, check=True, capture_output=True, timeout=60,
     )
+
+
+@pytest.fixture
+def page_origin() -> Iterator[Callable[[], str]]:
+    """Serve the studio's files from other origins (other ports), as a page of ViewBait's
+    own site would call the service: each call starts one and returns its origin."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start() -> str:
+        handler = functools.partial(_QuietFiles, directory=str(ROOT / "service"))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass

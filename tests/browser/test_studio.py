@@ -307,3 +307,45 @@ def test_heatmap_and_edit_buttons_work_on_a_result(spawn, studio_env, page):
     page.fill("#video", "dQw4w9WgXcQ")
     page.locator("button", has_text="Analyse").click()
     expect(page.locator("#notice-code")).to_have_text("PROVIDER_NOT_CONFIGURED")
+
+
+def test_a_page_of_another_origin_streams_a_generation(spawn, studio_env, page, page_origin):
+    """The studio served from another origin (CORS_ORIGINS lists it) gets a token, creates
+    a generation with it as a bearer token, follows `links.events` with a cross-origin
+    EventSource through a cut stream (the service killed and restarted), and shows the
+    images; a page of an origin not listed is refused by the browser."""
+    site = page_origin()
+    env = {**studio_env, "CORS_ORIGINS": site, "LOCAL_PROVIDER_DELAY_MS": "1500"}
+    set_account(env, "demo-user", "advanced", 20)
+    server = spawn(env)
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    open_studio(page, f"{site}/static/index.html?api={server.url}")
+    generate(page, variations=2)
+    expect(page.locator('#timeline li[data-step="v1/render"]')).to_have_attribute(
+        "data-status", "started"
+    )
+    server.kill()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    server.start()
+    expect(page.locator("#op-status")).to_have_text("succeeded", timeout=60_000)
+    rows = page.locator("#timeline li").evaluate_all(ROWS)
+    assert rows == [[key, "completed"] for key in planned(2)]
+    page.wait_for_function(ALL_LOADED)
+    expect(page.locator("#account-credits")).to_have_text("18")
+    expect(page.locator("#conn-log")).to_contain_text(
+        re.compile(r"reconnected; resuming after event \d+")
+    )
+    assert streams, "no cross-origin events request"
+    assert all(url.startswith(f"{server.url}/v1/operations/") for url in streams), streams
+
+    stranger = page_origin()
+    page.goto(f"{stranger}/static/index.html?api={server.url}")
+    refused = page.evaluate(
+        """async (api) => {
+             try { await fetch(api + "/v1/dev/token", {method: "POST"}); return "read"; }
+             catch (e) { return e.name; }
+           }""",
+        server.url,
+    )
+    assert refused == "TypeError"
