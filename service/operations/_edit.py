@@ -70,7 +70,8 @@ class EditKind:
             reference_images=tuple(op.input.get("reference_images") or ()),
             model=op.input.get("model"), context=f"{op.id} {ctx.step.key}",
         )
-        image = await self.providers.run(ctx, lambda provider: provider.edit(request))
+        image = await self.providers.run(ctx, lambda provider: provider.edit(request),
+                                         model=request.model)
         keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, "edit"))
         await self.storage.put(keys["image"], image.data, image.mime_type)
         return {"image_key": keys["image"], "width": image.width, "height": image.height,
@@ -89,7 +90,7 @@ class EditKind:
         thumb = thumbnail_id(op.id, "edit")
         await record_thumbnail(
             self.engine, id=thumb, user_id=op.user_id, operation_id=op.id,
-            title=source["title"], image_key=rendered["image_key"],
+            title=op.input.get("title") or source["title"], image_key=rendered["image_key"],
             image_400w_key=variants["image_400w_key"],
             image_800w_key=variants["image_800w_key"], width=rendered["width"],
             height=rendered["height"], resolution=source["resolution"],

@@ -97,7 +97,8 @@ class GenerateKind:
             model=op.input.get("model"),
             context=f"{op.id} {ctx.step.key}",
         )
-        image = await self.providers.run(ctx, lambda provider: provider.generate(request))
+        image = await self.providers.run(ctx, lambda provider: provider.generate(request),
+                                         model=request.model)
         keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, f"v{i}"))
         await self.storage.put(keys["image"], image.data, image.mime_type)
         return {

@@ -78,8 +78,10 @@ class ProviderCalls:
     policy: RetryPolicy
 
     async def run(
-        self, ctx: StepContext, use: Callable[[ImageProvider], Awaitable[GeneratedImage]]
+        self, ctx: StepContext, use: Callable[[ImageProvider], Awaitable[GeneratedImage]],
+        model: str | None = None,
     ) -> GeneratedImage:
+        """`use` the providers that serve `model` (a choice name; None: any)."""
         async def on_fallback(failed: str, following: str, error: ProviderError) -> None:
             await ctx.emit("retry", {
                 "step": ctx.step.key, "attempt": 1, "delay_s": 0.0, "provider": following,
@@ -91,4 +93,4 @@ class ProviderCalls:
         async def with_retries(provider: ImageProvider) -> GeneratedImage:
             return await retrying(self.policy, ctx, lambda: use(provider))
 
-        return await self.chain.call(with_retries, on_fallback)
+        return await self.chain.for_model(model).call(with_retries, on_fallback)

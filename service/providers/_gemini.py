@@ -16,12 +16,14 @@ from .._errors import ProviderError
 from .._images import image_dimensions
 from ._failures import BLOCKED_FINISH_REASONS, post_json
 from ._fetch import ImageFetcher
+from ._models import IMAGE_MODELS as MODEL_CHOICES
+from ._models import image_model
 from ._prompts import ANALYTICS_SCHEMA, HEATMAP_PROMPT, VIDEO_PROMPT, edit_prompt, thumbnail_prompt
 from ._protocol import EditRequest, GeneratedImage, ImageRequest
 
 log = logging.getLogger("service.providers")
 
-IMAGE_MODELS: Final = ("gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview")
+IMAGE_MODELS: Final = tuple(m.model_id for m in MODEL_CHOICES if m.provider == "gemini")
 TEXT_MODEL: Final = "gemini-2.5-flash"
 
 
@@ -106,12 +108,17 @@ class GeminiProvider:
 
     @staticmethod
     def _model(requested: str | None) -> str:
+        """The Gemini model id of a request's model choice (the default: the first)."""
         if requested is None:
             return IMAGE_MODELS[0]
-        if requested not in IMAGE_MODELS:
-            raise ProviderError("VALIDATION_ERROR", f"unknown Gemini image model {requested!r}",
+        try:
+            model = image_model(requested)
+        except ValueError as exc:
+            raise ProviderError("VALIDATION_ERROR", str(exc), retryable=False) from None
+        if model.provider != "gemini":
+            raise ProviderError("VALIDATION_ERROR", f"{requested} is not a Gemini model",
                                 retryable=False)
-        return requested
+        return model.model_id
 
     async def _image(self, model: str, parts: list[dict[str, Any]], aspect_ratio: str,
                      resolution: str, context: str) -> GeneratedImage:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from .._errors import ProviderError
 from .._spec import ThumbnailSpec
+from ._models import image_model
 
 log = logging.getLogger("service.providers")
 
@@ -73,6 +74,19 @@ class ProviderChain:
         if not providers:
             raise ValueError("at least one image provider is needed")
         self.providers = tuple(providers)
+
+    def for_model(self, choice: str | None) -> ProviderChain:
+        """The providers that can serve a model choice: its own provider, and the offline
+        `local` one (a stand-in for any model); all of them when no model was chosen."""
+        if choice is None:
+            return self
+        provider = image_model(choice).provider
+        serving = [p for p in self.providers if p.name in (provider, "local")]
+        if not serving:
+            raise ProviderError("PROVIDER_NOT_CONFIGURED",
+                                f"{choice} needs the {provider} provider, which is not set up",
+                                retryable=False)
+        return ProviderChain(serving)
 
     async def call(
         self,

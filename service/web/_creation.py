@@ -36,7 +36,7 @@ from ..operations import (
     load_thumbnail,
     upload_key,
 )
-from ..providers import MAX_IMAGE_BYTES, check_public_urls, video_id_of
+from ..providers import MAX_IMAGE_BYTES, check_public_urls, image_model, video_id_of
 from ._auth import Principal
 from ._bodies import EditBody, GenerateBody, HeatmapBody, RequestBody, VideoAnalysisBody, parse
 from ._negotiation import idempotency_key
@@ -115,6 +115,20 @@ async def _begin(request: Request, model: type[B]) -> tuple[Creation, B]:
     return Creation(request, svc, user, idempotency_key(request)), body
 
 
+def _require_provider(svc: Services, model: str | None) -> None:
+    """503 before anything is written when the chosen model's provider is not set up
+    (the offline `local` provider stands in for any model)."""
+    if model is None:
+        return
+    provider = image_model(model).provider
+    configured = svc.settings.image_providers
+    if provider not in configured and "local" not in configured:
+        raise ProviderNotConfigured(
+            f"{model} needs the {provider} provider; IMAGE_PROVIDERS has "
+            f"{', '.join(configured)}"
+        )
+
+
 def _require_credits(account: Account, cost: int, what: str) -> None:
     """402 before anything is written when the balance cannot cover `cost`."""
     if account.credits_remaining < cost:
@@ -126,14 +140,15 @@ def _require_credits(account: Account, cost: int, what: str) -> None:
 @limited_by("generate")
 async def create_thumbnails(request: Request) -> Response:
     creation, body = await _begin(request, GenerateBody)
-    inputs = body.model_dump(exclude_none=True)
+    inputs = body.inputs()
     if (replayed := await creation.replay("thumbnail.generate", inputs)):
         return replayed
     svc = creation.svc
     account = await svc.accounts.get(creation.user)
     check_generation_allowed(account.tier, resolution=body.resolution,
                              aspect_ratio=body.aspect_ratio, variations=body.variations)
-    await check_public_urls(body.reference_images or (),
+    _require_provider(svc, body.model)
+    await check_public_urls(inputs.get("reference_images", ()),
                             allow_private=svc.settings.allow_private_urls)
     cost = generation_cost(inputs)
     _require_credits(account, cost, "this generation")
@@ -146,11 +161,15 @@ async def create_edit(request: Request) -> Response:
     source_id = request.path_params["thumbnail_id"]
     if len(source_id) > 36:
         raise NotFound("no such thumbnail")
-    inputs = {"source_thumbnail_id": source_id, **body.model_dump(exclude_none=True)}
+    if body.thumbnail_id is not None and body.thumbnail_id != source_id:
+        raise ValidationFailed("thumbnail_id differs from the thumbnail of the path")
+    inputs = {"source_thumbnail_id": source_id,
+              **body.model_dump(exclude_none=True, exclude={"thumbnail_id"})}
     if (replayed := await creation.replay("thumbnail.edit", inputs)):
         return replayed
     svc = creation.svc
     await load_thumbnail(svc.engine, creation.user, source_id)  # 404 unless the caller's
+    _require_provider(svc, body.model)
     await check_public_urls(body.reference_images or (),
                             allow_private=svc.settings.allow_private_urls)
     _require_credits(await svc.accounts.get(creation.user), EDIT_CREDITS, "an edit")
@@ -167,7 +186,9 @@ async def create_heatmap(request: Request) -> Response:
     upload: bytes | None = None
     inputs: dict[str, Any]
     if body.thumbnail_id is not None:
+        # 404 unless the caller's; with an inline image it is only this check.
         await load_thumbnail(svc.engine, creation.user, body.thumbnail_id)
+    if body.image_base64 is None and body.thumbnail_id is not None:
         inputs = {"thumbnail_id": body.thumbnail_id}
     elif body.image_url is not None:
         await check_public_urls([body.image_url],
