@@ -223,12 +223,15 @@ class ProviderError(ServiceError):
     the message is safe to show (never a raw provider body or key)."""
 
     def __init__(
-        self, code: str, message: str, *, retryable: bool, retry_after: float | None = None
+        self, code: str, message: str, *, retryable: bool, retry_after: float | None = None,
+        retry_limit: int | None = None,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.code = code
         self.status = STATUS_OF_CODE.get(code, 502)
         self.retryable = retryable
+        #: At most this many retries for failures of this code within one call.
+        self.retry_limit = retry_limit
 
 
 class FetchRefused(ProviderError):

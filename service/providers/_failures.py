@@ -6,6 +6,7 @@ Messages are written here, for people: never a raw provider body, key or base64.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any
 
@@ -13,15 +14,26 @@ import httpx
 
 from .._errors import ProviderError
 
-BLOCKED_FINISH_REASONS = frozenset({"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT",
-                                    "RECITATION", "BLOCKLIST", "SPII"})
+#: Gemini's reasons for blocked output: not retried, not charged.
+BLOCKED_FINISH_REASONS = frozenset({
+    "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "RECITATION",
+    "IMAGE_RECITATION", "BLOCKLIST", "SPII",
+})
+#: Gemini's reasons for an answer without an image: bad output, retried at most once.
+NO_IMAGE_FINISH_REASONS = frozenset({"NO_IMAGE", "IMAGE_OTHER"})
+#: What only a used-up prepaid balance says (Gemini), or an account out of credit
+#: (OpenAI). Ordinary quota messages speak of "plan and billing details" too: not these.
+_BILLING_STOPS = ("prepayment credits", "credits are depleted", "billing#prepay",
+                  "insufficient_quota", "billing_hard_limit")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-def retry_after_of(response: httpx.Response) -> float | None:
-    """`Retry-After` in seconds (delta or HTTP date), if the answer has a usable one."""
+def retry_after_of(response: httpx.Response, body: Any = None) -> float | None:
+    """Seconds to wait: the `Retry-After` header (delta or HTTP date), else the body's
+    `google.rpc.RetryInfo.retryDelay` (`"26s"`), if the answer has a usable one."""
     raw = response.headers.get("retry-after")
     if raw is None:
-        return None
+        return _retry_info_delay(body)
     raw = raw.strip()
     if raw.isdigit():
         return float(raw)
@@ -30,6 +42,18 @@ def retry_after_of(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _retry_info_delay(body: Any) -> float | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else ():
+        if (isinstance(detail, dict)
+                and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo")):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
 
 
 def _message_of(body: Any) -> str:
@@ -46,26 +70,26 @@ def error_from_response(provider: str, response: httpx.Response) -> ProviderErro
     """A failed HTTP answer of `provider` as a ProviderError."""
     status = response.status_code
     try:
-        detail = _message_of(response.json()).lower()
+        body = response.json()
     except ValueError:
-        detail = ""
+        body = None
+    detail = _message_of(body).lower()
     name = provider.capitalize() if provider != "openai" else "OpenAI"
     if status == 429 or "resource_exhausted" in detail:
-        if any(word in detail for word in ("billing", "prepay", "insufficient_quota",
-                                           "billing_hard_limit")):
+        if any(words in detail for words in _BILLING_STOPS):
             return ProviderError(
                 "PROVIDER_BILLING_EXHAUSTED",
                 f"{name}'s account has run out of credit; retrying will not help",
                 retryable=False,
             )
         return ProviderError("PROVIDER_RATE_LIMITED", f"{name} is rate limiting requests",
-                             retryable=True, retry_after=retry_after_of(response))
+                             retryable=True, retry_after=retry_after_of(response, body))
     if status == 408:
         return ProviderError("PROVIDER_TIMEOUT", f"{name} timed out", retryable=True)
     if status == 409 or status >= 500:
         code = "PROVIDER_TIMEOUT" if status == 504 else "PROVIDER_UNAVAILABLE"
         return ProviderError(code, f"{name} is unavailable (HTTP {status})", retryable=True,
-                             retry_after=retry_after_of(response))
+                             retry_after=retry_after_of(response, body))
     if status == 400 and any(word in detail for word in ("safety", "content_policy",
                                                          "moderation", "blocked")):
         return ProviderError("CONTENT_BLOCKED", f"{name} refused the request's content",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import ProviderError
 from .._images import image_dimensions
-from ._failures import BLOCKED_FINISH_REASONS, post_json
+from ._failures import BLOCKED_FINISH_REASONS, NO_IMAGE_FINISH_REASONS, post_json
 from ._fetch import ImageFetcher
 from ._models import IMAGE_MODELS as MODEL_CHOICES
 from ._models import image_model
@@ -25,6 +25,9 @@ log = logging.getLogger("service.providers")
 
 IMAGE_MODELS: Final = tuple(m.model_id for m in MODEL_CHOICES if m.provider == "gemini")
 TEXT_MODEL: Final = "gemini-2.5-flash"
+#: The sampling ViewBait's image calls use, so images here match the ones it made.
+IMAGE_GENERATION_CONFIG: Final = {"temperature": 0.7, "topK": 40, "topP": 0.95,
+                                  "maxOutputTokens": 8192}
 
 
 class _Scene(BaseModel):
@@ -66,15 +69,23 @@ def _blocked(answer: dict[str, Any]) -> bool:
     )
 
 
+def _no_image(message: str) -> ProviderError:
+    """An answer without an image: worth one more try, not more."""
+    return ProviderError("PROVIDER_BAD_OUTPUT", message, retryable=True, retry_limit=1)
+
+
 def _parts(answer: Any) -> list[dict[str, Any]]:
+    """The parts of the first candidate; blocked output is CONTENT_BLOCKED at once."""
     if not isinstance(answer, dict):
         raise ProviderError("PROVIDER_BAD_OUTPUT", "Gemini's answer had an unexpected shape",
-                            retryable=True)
+                            retryable=True, retry_limit=1)
     if _blocked(answer):
         raise ProviderError("CONTENT_BLOCKED", "Gemini declined this content for safety "
                             "reasons; change the request and try again", retryable=False)
     candidates = answer.get("candidates") or []
     first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+    if str(first.get("finishReason", "")).upper() in NO_IMAGE_FINISH_REASONS:
+        raise _no_image("Gemini produced no image for this request")
     parts = (first.get("content") or {}).get("parts") or []
     return [p for p in parts if isinstance(p, dict)]
 
@@ -125,6 +136,7 @@ class GeminiProvider:
         body = {
             "contents": [{"role": "user", "parts": parts}],
             "generationConfig": {
+                **IMAGE_GENERATION_CONFIG,
                 "responseModalities": ["IMAGE"],
                 "imageConfig": {"aspectRatio": aspect_ratio, "imageSize": resolution},
             },
@@ -136,13 +148,10 @@ class GeminiProvider:
                     data = base64.b64decode(inline["data"], validate=True)
                     width, height = image_dimensions(data)
                 except (binascii.Error, ValueError):
-                    raise ProviderError("PROVIDER_BAD_OUTPUT",
-                                        "Gemini returned an image that does not decode",
-                                        retryable=True) from None
+                    raise _no_image("Gemini returned an image that does not decode") from None
                 mime = str(inline.get("mimeType") or inline.get("mime_type") or "image/png")
                 return GeneratedImage(data, mime, width, height, self.name)
-        raise ProviderError("PROVIDER_BAD_OUTPUT", "Gemini answered without an image",
-                            retryable=True)
+        raise _no_image("Gemini answered without an image")
 
     async def generate(self, request: ImageRequest) -> GeneratedImage:
         refs = await self._inline(request.reference_images)

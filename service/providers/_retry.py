@@ -4,8 +4,9 @@ Exponential backoff with full jitter (the schedule and jitter of the `backoff` l
 a bounded number of attempts and total time (each attempt's timeout is cut to the time
 left), and a provider's `Retry-After` honoured: never retried sooner, and not retried at
 all when it asks for longer than the cap or the time left (the error then carries it).
-Only retryable `ProviderError`s are retried; every retry is announced to the caller (the
-step emits a `retry` event).
+Only retryable `ProviderError`s are retried, at most `retry_limit` times when the error
+sets one (an answer without an image is worth one more try, not four); every retry is
+announced to the caller (the step emits a `retry` event).
 Sleep, clock and jitter are parameters, so tests never sleep for real.
 """
 
@@ -57,6 +58,7 @@ class RetryPolicy:
         """Run `attempt` until it succeeds, fails for good, or the budget is spent."""
         started = self.clock()
         tries = 0
+        retried: dict[str, int] = {}
         while True:
             tries += 1
             left = self.max_total_s - (self.clock() - started)
@@ -72,6 +74,10 @@ class RetryPolicy:
                 failure = exc
             if not failure.retryable or tries >= self.max_attempts:
                 raise failure
+            if (failure.retry_limit is not None
+                    and retried.get(failure.code, 0) >= failure.retry_limit):
+                raise failure
+            retried[failure.code] = retried.get(failure.code, 0) + 1
             if failure.retry_after is not None and failure.retry_after > self.retry_after_cap_s:
                 raise failure  # the provider asks for longer than we wait: say so, with it
             wait = self.delay(tries, failure)

@@ -532,3 +532,111 @@ async def test_reference_images_go_to_gemini_inline(api, edge, provider_env):
     parts = json.loads(generate.calls[0].request.content)["contents"][0]["parts"]
     assert "1 attached reference image" in parts[0]["text"]
     assert base64.b64decode(parts[1]["inlineData"]["data"]) == reference
+
+
+def quota_429(retry_delay: str | None = "26s") -> httpx.Response:
+    """Gemini's ordinary quota answer, as it sends it (the message speaks of billing as a
+    matter of course; RetryInfo says when to come back)."""
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+         "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
+                                        "generate_content_free_tier_requests",
+                         "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+        {"@type": "type.googleapis.com/google.rpc.Help",
+         "links": [{"description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+    ]
+    if retry_delay is not None:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": retry_delay})
+    return httpx.Response(429, json={"error": {
+        "code": 429, "status": "RESOURCE_EXHAUSTED", "details": details,
+        "message": "You exceeded your current quota, please check your plan and billing "
+                   "details. For more information on this error, head to: "
+                   "https://ai.google.dev/gemini-api/docs/rate-limits."}})
+
+
+async def test_an_ordinary_quota_429_is_retried_after_its_retry_delay(api, edge, sleeps):
+    """A quota 429 mentioning "plan and billing details" is a rate limit, not a billing
+    stop: retried after the body's RetryInfo delay (26 s, then 0.5 s), then succeeds."""
+    route = edge.post(IMAGE_URL).mock(side_effect=[
+        quota_429("26s"), quota_429("0.5s"), image_answer()])
+    done = await api.post("/v1/thumbnails", json={"title": "quota"}, headers=auth())
+    assert done.status_code == 200, done.text
+    assert done.json()["operation"]["status"] == "succeeded"
+    assert route.call_count == 3
+    assert sleeps.delays == [26.0, 0.5]
+    retries = [e for e in await log_of(api, done.json()["operation"]["id"])
+               if e.event == "retry"]
+    assert [r.data["error"]["code"] for r in retries] == ["PROVIDER_RATE_LIMITED"] * 2
+
+
+async def test_a_quota_longer_than_the_budget_fails_retryably_and_resume_continues(
+    api, edge, sleeps
+):
+    """A RetryInfo delay past what a call waits (here on both providers): the step fails
+    as a retryable PROVIDER_RATE_LIMITED (with the delay for the client), and resume
+    finishes the run."""
+    route = edge.post(IMAGE_URL).mock(side_effect=[quota_429("3600s"), image_answer()])
+    edge.post(f"{OPENAI}/v1/images/generations").mock(return_value=httpx.Response(
+        429, headers={"Retry-After": "3600"},
+        json={"error": {"code": "rate_limit_exceeded", "message": "Rate limit reached"}}))
+    failed = await api.post("/v1/thumbnails", json={"title": "later"}, headers=auth())
+    assert failed.status_code == 503
+    assert failed.json()["code"] == "PROVIDER_RATE_LIMITED"
+    assert failed.json()["retryable"] is True
+    assert failed.json()["retry_after"] == 3600
+    resumed = await api.post(failed.headers["Location"] + "/resume", headers=auth())
+    assert resumed.status_code == 200
+    assert resumed.json()["operation"]["status"] == "succeeded"
+    assert route.call_count == 2
+    assert await credits(api) == 9
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT",
+     "RECITATION", "IMAGE_RECITATION", "BLOCKLIST", "SPII"],
+)
+async def test_every_block_reason_is_one_call_and_a_refunded_422(api, edge, sleeps, reason):
+    """Blocked output of any kind: CONTENT_BLOCKED after one call, no retry, no charge."""
+    route = edge.post(IMAGE_URL).mock(return_value=httpx.Response(200, json={
+        "candidates": [{"finishReason": reason, "content": {"parts": []}}]}))
+    failed = await api.post("/v1/thumbnails", json={"title": "blocked"}, headers=auth())
+    assert failed.status_code == 422
+    assert failed.json()["code"] == "CONTENT_BLOCKED"
+    assert route.call_count == 1
+    assert sleeps.delays == []
+    assert await credits(api) == 10
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"candidates": [{"finishReason": "NO_IMAGE", "content": {"parts": []}}]},
+        {"candidates": [{"finishReason": "IMAGE_OTHER", "content": {"parts": []}}]},
+        {"candidates": [{"finishReason": "STOP",
+                         "content": {"parts": [{"text": "I cannot draw that."}]}}]},
+    ],
+    ids=["no-image", "image-other", "text-only"],
+)
+async def test_an_answer_without_an_image_is_retried_once(api, edge, sleeps, answer):
+    """NO_IMAGE, IMAGE_OTHER or text without an image: PROVIDER_BAD_OUTPUT, tried twice
+    in all (not four times), refunded."""
+    route = edge.post(IMAGE_URL).mock(return_value=httpx.Response(200, json=answer))
+    failed = await api.post("/v1/thumbnails", json={"title": "nothing"}, headers=auth())
+    assert failed.json()["code"] == "PROVIDER_BAD_OUTPUT"
+    assert route.call_count == 2
+    assert len(sleeps.delays) == 1
+    assert await credits(api) == 10
+
+
+async def test_image_calls_send_viewbaits_generation_config(api, edge):
+    """temperature, topK, topP and maxOutputTokens as ViewBait sends them, beside the
+    image config."""
+    route = edge.post(IMAGE_URL).mock(return_value=image_answer())
+    await api.post("/v1/thumbnails", json={"title": "config", "aspect_ratio": "16:9"},
+                   headers=auth())
+    config = json.loads(route.calls[0].request.content)["generationConfig"]
+    assert {k: config[k] for k in ("temperature", "topK", "topP", "maxOutputTokens")} == {
+        "temperature": 0.7, "topK": 40, "topP": 0.95, "maxOutputTokens": 8192}
