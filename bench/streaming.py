@@ -157,7 +157,8 @@ async def main() -> None:
                 "[routes.generate]\nlimit = 1000000\nwindow_s = 60\nfail = \"closed\"\n"
             )
             env = {"DATABASE_URL": pg.url, "REDIS_URL": redis.url, "DATA_DIR": str(root),
-                   "AUTH_JWT_SECRET": SECRET, "RATE_LIMITS": str(limits)}
+                   "AUTH_JWT_SECRET": SECRET, "RATE_LIMITS": str(limits),
+                   "ALLOW_LOCAL_PROVIDER": "true"}
             await streams(env, [int(n) for n in args.streams.split(",")], root)
             await overhead(env, args.runs, root)
     finally:

@@ -100,6 +100,9 @@ class Settings:
     signing_secret: str | None = None
     #: Browser origins allowed to call the API (CORS); none = no CORS headers.
     cors_origins: tuple[str, ...] = ()
+    #: Let the offline `local` provider serve real users (demos only: its images are
+    #: placeholders that would be charged as thumbnails).
+    allow_local_provider: bool = False
     image_providers: tuple[str, ...] = ("local",)
     gemini_api_key: str | None = None
     gemini_base_url: str = "https://generativelanguage.googleapis.com"
@@ -156,7 +159,7 @@ class Settings:
             raise SettingsError(f"RATE_LIMITS: no such file {rate_limits!r}")
         secret = _secret(env, "AUTH_JWT_SECRET")
         d = cls()
-        return cls(
+        settings = cls(
             data_dir=data_dir,
             database_url=_database_url(env, data_dir),
             redis_url=_redis_url(env),
@@ -199,7 +202,10 @@ class Settings:
             video_analysis_cache_s=_float(env, "VIDEO_ANALYSIS_CACHE_S",
                                           d.video_analysis_cache_s),
             instance_id=env.get("INSTANCE_ID") or d.instance_id,
+            allow_local_provider=_bool(env, "ALLOW_LOCAL_PROVIDER"),
         )
+        _refuse_placeholders_for_real_users(settings)
+        return settings
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -258,6 +264,18 @@ def _storage(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
             "STORAGE_BACKEND=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
         )
     return storage, supabase_url, supabase_key
+
+
+def _refuse_placeholders_for_real_users(settings: Settings) -> None:
+    """Real tokens and the offline provider: users would pay for placeholder images."""
+    if (not settings.is_dev_auth and "local" in settings.image_providers
+            and not settings.allow_local_provider):
+        raise SettingsError(
+            "IMAGE_PROVIDERS includes local, whose images are offline placeholders, while "
+            "tokens are real (AUTH_JWT_SECRET or AUTH_JWKS_URL): users would be charged "
+            "credits for them. Set IMAGE_PROVIDERS=gemini and/or openai, or "
+            "ALLOW_LOCAL_PROVIDER=true for a demo"
+        )
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:

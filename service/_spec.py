@@ -3,6 +3,7 @@ bodies, tiers and renderers alike), their pixel sizes, and the spec of one thumb
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -30,6 +31,24 @@ def image_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     ratio_w, ratio_h = (int(part) for part in aspect_ratio.split(":"))
     short_side = 2 * round(long_side * min(ratio_w, ratio_h) / max(ratio_w, ratio_h) / 2)
     return (long_side, short_side) if ratio_w >= ratio_h else (short_side, long_side)
+
+
+def format_of(width: int, height: int) -> tuple[str, str]:
+    """(resolution, aspect ratio) closest to an image of `width` × `height`: the ratio
+    nearest to its own (compared as logarithms, so 9:16 and 16:9 are equally far from
+    1:1), and the smallest size class whose long side covers it (4K at most)."""
+    if width <= 0 or height <= 0:
+        raise ValueError("an image has a positive width and height")
+    own = math.log(width / height)
+
+    def distance(ratio: str) -> float:
+        w, h = (int(part) for part in ratio.split(":"))
+        return abs(math.log(w / h) - own)
+
+    aspect_ratio = min(ASPECT_RATIOS, key=distance)
+    long_side = max(width, height)
+    resolution = next((r for r in RESOLUTIONS if _LONG_SIDE[r] >= long_side), RESOLUTIONS[-1])
+    return resolution, aspect_ratio
 
 
 @dataclass(frozen=True, slots=True)

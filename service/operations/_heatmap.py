@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
 from .._images import image_dimensions
+from .._spec import format_of
 from .._storage import Storage, content_type_of
 from ..providers import EditRequest, ImageFetcher
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
@@ -74,10 +75,13 @@ class HeatmapKind:
         if cached is not None:
             return {"heatmap_key": cached, "cached": True, "provider": provider_names}
         data, _ = await self.storage.get(loaded["image_key"])
+        # The heatmap overlays its source 1:1: the same aspect ratio and size class.
+        resolution, aspect_ratio = format_of(*image_dimensions(data))
         request = EditRequest(
             source=data, source_mime_type=loaded["mime_type"] or content_type_of(
                 loaded["image_key"]),
-            prompt="heatmap", context=f"{op.id} {ctx.step.key}",
+            prompt="heatmap", resolution=resolution, aspect_ratio=aspect_ratio,
+            context=f"{op.id} {ctx.step.key}",
         )
         image = await self.providers.run(ctx, lambda provider: provider.heatmap(request))
         key = f"heatmaps/{loaded['sha256']}/{image.provider}.png"

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
+from .._errors import ProviderError
 from ..providers import GeminiProvider, RetryPolicy, YouTube, watch_url
 from ._kinds import CANCELLED_ERROR, Conclusion, first_error, retrying
 from ._rows import upsert
@@ -41,8 +42,15 @@ class VideoKind:
         video: dict[str, Any] = {"id": video_id, "url": watch_url(video_id)}
         youtube = self.youtube
         if youtube is None:
-            return video
-        video.update(await retrying(self.policy, ctx, lambda: youtube.details(video_id)))
+            return {**video, "metadata": "skipped: no YouTube API key"}
+        try:
+            video.update(await retrying(self.policy, ctx, lambda: youtube.details(video_id)))
+        except ProviderError as exc:
+            # Gemini reads the video from its URL: metadata is a nice-to-have that YouTube's
+            # quota must not take the analysis down with.
+            if exc.code != "PROVIDER_RATE_LIMITED":
+                raise
+            return {**video, "metadata": f"skipped: {exc.message}"}
         return video
 
     async def _analyze(self, ctx: StepContext) -> JSON:

@@ -13,12 +13,14 @@ from .._errors import ProviderError
 from .._images import image_dimensions
 from ._failures import post_json
 from ._fetch import ImageFetcher
+from ._models import image_model
 from ._prompts import HEATMAP_PROMPT, edit_prompt, thumbnail_prompt
 from ._protocol import EditRequest, GeneratedImage, ImageRequest
 
 log = logging.getLogger("service.providers")
 
-MODEL: Final = "gpt-image-1"
+#: ViewBait's OpenAI choice (`gpt-image-2`).
+MODEL: Final = image_model("gpt-image-2").model_id
 QUALITY: Final = {"1K": "medium", "2K": "high", "4K": "high"}
 
 
@@ -58,6 +60,12 @@ class OpenAIProvider:
         return GeneratedImage(data, "image/png", width, height, self.name)
 
     async def generate(self, request: ImageRequest) -> GeneratedImage:
+        if request.reference_images:
+            # Only the edits endpoint takes images: the references go there, as ViewBait's do.
+            prompt = thumbnail_prompt(request.spec, references=len(request.reference_images))
+            return await self._with_images(
+                [], request.reference_images, prompt, request.spec.aspect_ratio,
+                request.spec.resolution, request.context)
         log.info("provider call", extra={"provider": self.name, "context": request.context})
         answer = await post_json(
             self._http, self.name, f"{self._base}/v1/images/generations",
@@ -69,18 +77,27 @@ class OpenAIProvider:
         return self._decode(answer)
 
     async def _edit(self, request: EditRequest, prompt: str) -> GeneratedImage:
-        log.info("provider call", extra={"provider": self.name, "context": request.context})
-        files = [("image[]", ("source.png", request.source, request.source_mime_type))]
-        for i, url in enumerate(request.reference_images):
-            image = await self._fetcher.fetch(url)
-            files.append(("image[]", (f"reference-{i}", image.data, image.mime_type)))
+        source = ("source.png", request.source, request.source_mime_type)
+        return await self._with_images([source], request.reference_images, prompt,
+                                       request.aspect_ratio, request.resolution,
+                                       request.context)
+
+    async def _with_images(
+        self, images: list[tuple[str, bytes, str]], urls: tuple[str, ...], prompt: str,
+        aspect_ratio: str, resolution: str, context: str,
+    ) -> GeneratedImage:
+        """`/v1/images/edits` with `images` and the images at `urls` (fetched safely)."""
+        log.info("provider call", extra={"provider": self.name, "context": context})
+        files = [("image[]", image) for image in images]
+        for i, url in enumerate(urls):
+            fetched = await self._fetcher.fetch(url)
+            files.append(("image[]", (f"reference-{i}", fetched.data, fetched.mime_type)))
         answer = await post_json(
             self._http, self.name, f"{self._base}/v1/images/edits",
             headers={"Authorization": f"Bearer {self._key}"},
             files=files,
-            data={"model": MODEL, "prompt": prompt, "n": "1",
-                  "size": size_for(request.aspect_ratio),
-                  "quality": QUALITY.get(request.resolution, "medium")},
+            data={"model": MODEL, "prompt": prompt, "n": "1", "size": size_for(aspect_ratio),
+                  "quality": QUALITY.get(resolution, "medium")},
         )
         return self._decode(answer)
 

@@ -17,6 +17,18 @@ _HOSTS: Final = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com",
                            "music.youtube.com", "youtu.be", "www.youtu.be"})
 _DURATION: Final = re.compile(r"P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?")
 _TIMEOUT_S: Final = 20.0
+#: The YouTube Data API's reasons (403) for a quota or rate limit.
+_QUOTA_REASONS: Final = frozenset({"quotaExceeded", "dailyLimitExceeded",
+                                   "rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def _reason(response: httpx.Response) -> str | None:
+    """The first `error.errors[].reason` of a YouTube Data API error."""
+    try:
+        errors = response.json()["error"]["errors"]
+        return str(errors[0]["reason"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def video_id_of(value: str) -> str:
@@ -72,6 +84,11 @@ class YouTube:
             )
         except httpx.HTTPError as exc:
             raise error_from_transport("youtube", exc) from None
+        if response.status_code == 403 and _reason(response) in _QUOTA_REASONS:
+            # A quota per day is not worth waiting for; a rate limit is (retried).
+            retryable = _reason(response) == "rateLimitExceeded"
+            raise ProviderError("PROVIDER_RATE_LIMITED", "YouTube's API quota is used up",
+                                retryable=retryable)
         if response.status_code >= 400:
             raise error_from_response("youtube", response)
         answer = response.json()

@@ -200,7 +200,7 @@ def test_a_run_that_fails_shows_the_failed_step_and_the_error(spawn, studio_env,
 def test_with_a_real_secret_the_page_asks_for_a_token(spawn, studio_env, page):
     """AUTH_JWT_SECRET set: no dev token exists, the page asks for one; a pasted token
     shows that user's account."""
-    server = spawn({**studio_env, "AUTH_JWT_SECRET": SECRET})
+    server = spawn({**studio_env, "AUTH_JWT_SECRET": SECRET, "ALLOW_LOCAL_PROVIDER": "true"})
     dev_answers: list[int] = []
     page.on("response", lambda r: dev_answers.append(r.status)
             if r.url.endswith("/v1/dev/token") else None)

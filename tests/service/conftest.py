@@ -56,6 +56,7 @@ def service_env(db_url: str, tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": db_url,
         "DATA_DIR": str(tmp_path / "data"),
         "AUTH_JWT_SECRET": SECRET,
+        "ALLOW_LOCAL_PROVIDER": "true",
         "LEASE_TTL_S": "2",
         "SYNC_WAIT_S": "30",
         "SHUTDOWN_GRACE_S": "5",

@@ -8,6 +8,7 @@ import errno
 import io
 import logging
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from PIL import Image
@@ -23,9 +24,9 @@ from tests.service.test_streams import set_account
 pytestmark = pytest.mark.anyio
 
 
-def png_base64() -> str:
+def png_base64(colour: str = "teal") -> str:
     out = io.BytesIO()
-    Image.new("RGB", (64, 36), "teal").save(out, format="PNG")
+    Image.new("RGB", (64, 36), colour).save(out, format="PNG")
     return base64.b64encode(out.getvalue()).decode()
 
 
@@ -135,3 +136,27 @@ def test_a_recorded_error_answers_with_its_codes_status() -> None:
     assert (info.status, info.code, info.retry_after) == (503, "PROVIDER_RATE_LIMITED", 3)
     assert info.answer_headers() == {"Retry-After": "3"}
     assert ErrorInfo.of_record({"code": "CONTENT_BLOCKED"}).status == 422
+
+
+async def test_a_refused_heatmap_upload_stores_nothing(service_env, tmp_path):
+    """An upload refused by the rate limit (429) is never written to storage."""
+    from service import Settings, create_app
+    from tests.service.conftest import in_process
+
+    limits = tmp_path / "limits.toml"
+    limits.write_text("[routes.heatmap]\nlimit = 1\nwindow_s = 3600\n")
+    await set_account(service_env, "user-1", "advanced", 10)
+    app = create_app(Settings.from_env({**service_env, "RATE_LIMITS": str(limits)}))
+    async with in_process(app) as manager, httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+    ) as client:
+        first = await client.post("/v1/heatmaps", json={"image_base64": png_base64("teal"),
+                                                        "mime_type": "image/png"},
+                                  headers=auth())
+        assert first.status_code == 200, first.text
+        refused = await client.post("/v1/heatmaps", json={"image_base64": png_base64("red"),
+                                                          "mime_type": "image/png"},
+                                    headers=auth())
+        assert refused.status_code == 429
+    uploads = list((tmp_path / "data" / "objects" / "uploads").iterdir())
+    assert len(uploads) == 1

@@ -29,7 +29,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePro
     asyncio.run(migrate(url))
     server = ServiceProcess(
         {"DATABASE_URL": url, "DATA_DIR": str(root), "AUTH_JWT_SECRET": SECRET,
-         "SYNC_WAIT_S": "5"},
+         "ALLOW_LOCAL_PROVIDER": "true", "SYNC_WAIT_S": "5"},
         log_path=root / "service.log",
     )
     server.start()

@@ -30,6 +30,7 @@ def cluster_env(pg_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "DATA_DIR": str(tmp_path / "shared"),  # local storage shared, as a volume would be
         "AUTH_JWT_SECRET": SECRET,
+        "ALLOW_LOCAL_PROVIDER": "true",
         "LEASE_TTL_S": "2",
         "RATE_LIMITS": str(limits),
     }

@@ -70,6 +70,7 @@ async def test_streams_send_heartbeats_while_nothing_happens(spawn, sqlite_url, 
     stream still ends with the run's result."""
     server = spawn({"DATABASE_URL": sqlite_url, "DATA_DIR": str(tmp_path / "data"),
                     "AUTH_JWT_SECRET": SECRET, "LOCAL_PROVIDER_DELAY_MS": "2000",
+                    "ALLOW_LOCAL_PROVIDER": "true",
                     "HEARTBEAT_S": "0.2"})
     comments, last_event = 0, None
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client, client.stream(
@@ -126,7 +127,8 @@ async def test_readiness_and_fail_closed_routes_follow_redis(
     if not isinstance(redis_server, RedisServer):
         pytest.skip("TEST_REDIS_URL points at a server this test must not kill")
     env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_server.url,
-           "DATA_DIR": str(tmp_path / "data"), "AUTH_JWT_SECRET": "x" * 40}
+           "DATA_DIR": str(tmp_path / "data"), "AUTH_JWT_SECRET": "x" * 40,
+           "ALLOW_LOCAL_PROVIDER": "true"}
     server = spawn(env)
     headers = {"Authorization": "Bearer " + minter("x" * 40).issue_user_token("u")}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -161,7 +163,7 @@ async def test_a_database_outage_is_503_and_recovers(spawn, postgres, pg_url, tm
         pytest.skip("TEST_DATABASE_URL points at a server this test must not kill")
     assert isinstance(postgres, PostgresServer)
     env = {"DATABASE_URL": pg_url, "DATA_DIR": str(tmp_path / "data"),
-           "AUTH_JWT_SECRET": "x" * 40}
+           "AUTH_JWT_SECRET": "x" * 40, "ALLOW_LOCAL_PROVIDER": "true"}
     server = spawn(env)
     headers = {"Authorization": "Bearer " + minter("x" * 40).issue_user_token("u")}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:

@@ -248,7 +248,7 @@ async def test_an_unavailable_gemini_falls_back_to_openai(api, edge):
     op = done.json()["operation"]
     assert op["status"] == "succeeded"
     sent = json.loads(openai.calls[0].request.content)
-    assert (sent["model"], sent["size"], sent["quality"]) == ("gpt-image-1", "1536x1024",
+    assert (sent["model"], sent["size"], sent["quality"]) == ("gpt-image-2", "1536x1024",
                                                               "medium")
     log = await log_of(api, op["id"])
     fallback = [e for e in log if e.event == "retry" and e.data.get("provider") == "openai"]
@@ -640,3 +640,85 @@ async def test_image_calls_send_viewbaits_generation_config(api, edge):
     config = json.loads(route.calls[0].request.content)["generationConfig"]
     assert {k: config[k] for k in ("temperature", "topK", "topP", "maxOutputTokens")} == {
         "temperature": 0.7, "topK": 40, "topP": 0.95, "maxOutputTokens": 8192}
+
+
+def youtube_403(reason: str) -> httpx.Response:
+    """The YouTube Data API's quota answer, as it sends it."""
+    return httpx.Response(403, json={"error": {
+        "code": 403, "message": f"The request cannot be completed because you have exceeded "
+                                f"your quota. ({reason})",
+        "errors": [{"message": "quota", "domain": "youtube.quota", "reason": reason}]}})
+
+
+@pytest.mark.parametrize(("reason", "calls"), [("quotaExceeded", 1), ("rateLimitExceeded", 4)])
+async def test_an_analysis_goes_on_without_metadata_when_youtubes_quota_is_out(
+    api, edge, provider_env, sleeps, reason, calls
+):
+    """YouTube answering 403 quotaExceeded (not retried) or rateLimitExceeded (retried
+    within the budget first): the analysis succeeds without metadata, and the metadata
+    step's event says it was skipped."""
+    await set_account(provider_env, "user-1", "pro", 10)
+    youtube = edge.get(f"{YOUTUBE}/videos").mock(return_value=youtube_403(reason))
+    edge.post(TEXT_URL).mock(return_value=text_answer(json.dumps(ANALYTICS)))
+    done = await api.post("/v1/videos/analyses", json={"videoId": "dQw4w9WgXcQ"},
+                          headers=auth())
+    assert done.status_code == 200, done.text
+    assert done.json()["operation"]["result"]["analytics"] == ANALYTICS
+    assert youtube.call_count == calls
+    (completed,) = [e for e in await log_of(api, done.json()["operation"]["id"])
+                    if e.event == "step" and e.data["step"] == "metadata"
+                    and e.data["status"] == "completed"]
+    assert completed.data["output"]["metadata"].startswith("skipped")
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio", "resolution"),
+    [((720, 1280), "9:16", "1K"), ((1024, 1024), "1:1", "1K"), ((2560, 1440), "16:9", "2K"),
+     ((3000, 1000), "21:9", "4K")],
+)
+async def test_a_heatmap_has_its_sources_aspect_ratio_and_size_class(
+    api, edge, provider_env, size, ratio, resolution
+):
+    """The heatmap is asked for in the source's own aspect ratio and size class, so it
+    overlays a 9:16 or 1:1 thumbnail 1:1 (not forced to 16:9 at 1K)."""
+    await set_account(provider_env, "user-1", "advanced", 10)
+    heat = edge.post(HEATMAP_URL).mock(return_value=image_answer(png(*size, "orange")))
+    body = {"image_base64": base64.b64encode(png(*size, "teal")).decode(),
+            "mime_type": "image/png"}
+    done = await api.post("/v1/heatmaps", json=body, headers=auth())
+    assert done.status_code == 200, done.text
+    sent = json.loads(heat.calls[0].request.content)["generationConfig"]["imageConfig"]
+    assert sent == {"aspectRatio": ratio, "imageSize": resolution}
+
+
+def test_the_format_of_an_image_is_its_nearest_ratio_and_covering_size() -> None:
+    """Nearest ratio by log distance, smallest size class covering the long side."""
+    from service._spec import format_of
+
+    assert format_of(1280, 720) == ("1K", "16:9")
+    assert format_of(1080, 1920) == ("2K", "9:16")
+    assert format_of(1000, 1010) == ("1K", "1:1")
+    assert format_of(8000, 3000) == ("4K", "21:9")
+    with pytest.raises(ValueError, match="positive"):
+        format_of(0, 10)
+
+
+async def test_gpt_image_2_generates_with_reference_images_through_edits(api, edge):
+    """imageModel gpt-image-2 with reference images: OpenAI's edits endpoint (the one that
+    takes images) gets model gpt-image-2 and the fetched references; Gemini is not asked."""
+    reference = png(40, 40, "white")
+    edge.get("http://93.184.216.34/face.png").mock(return_value=httpx.Response(
+        200, content=reference, headers={"Content-Type": "image/png"}))
+    gemini = edge.post(IMAGE_URL).mock(return_value=image_answer())
+    edits = edge.post(f"{OPENAI}/v1/images/edits").mock(return_value=httpx.Response(
+        200, json={"data": [{"b64_json": base64.b64encode(png(1536, 1024)).decode()}]}))
+    done = await api.post("/v1/thumbnails", json={
+        "title": "with a face", "imageModel": "gpt-image-2",
+        "referenceImages": ["http://93.184.216.34/face.png"]}, headers=auth())
+    assert done.status_code == 200, done.text
+    assert gemini.call_count == 0
+    sent = edits.calls[0].request
+    body = sent.content
+    assert b'name="model"\r\n\r\ngpt-image-2' in body
+    assert reference in body
+    assert b"1 attached reference image" in body

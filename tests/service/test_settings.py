@@ -115,3 +115,21 @@ def test_without_a_dotenv_file_only_the_environment_counts(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INSTANCE_ID", "from-env")
     assert Settings.from_env().instance_id == "from-env"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"AUTH_JWT_SECRET": "s" * 32}, {"AUTH_JWKS_URL": "https://issuer.test/jwks.json"},
+     {"SUPABASE_URL": "https://project.supabase.co"}],
+)
+def test_the_offline_provider_is_refused_for_real_users(auth) -> None:
+    """Real tokens with IMAGE_PROVIDERS containing local: refused at start (users would
+    pay for placeholder images) unless ALLOW_LOCAL_PROVIDER=true says it is a demo."""
+    with pytest.raises(SettingsError, match="ALLOW_LOCAL_PROVIDER=true"):
+        Settings.from_env(auth)
+    with pytest.raises(SettingsError, match="IMAGE_PROVIDERS includes local"):
+        Settings.from_env({**auth, "IMAGE_PROVIDERS": "gemini,local", "GEMINI_API_KEY": "k"})
+    assert Settings.from_env({**auth, "ALLOW_LOCAL_PROVIDER": "true"}).allow_local_provider
+    real = Settings.from_env({**auth, "IMAGE_PROVIDERS": "gemini", "GEMINI_API_KEY": "k"})
+    assert real.image_providers == ("gemini",)
+    assert Settings.from_env({}).image_providers == ("local",)  # dev mode: allowed
