@@ -20,6 +20,8 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
     writers (also in other processes) queue instead of failing with "database is locked".
     """
     parsed = sa.make_url(url)
+    # Bound parameters are user data: keep them out of exception messages and logs.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise ValueError(

@@ -49,6 +49,7 @@ class Runner:
         renew_every: float | None = None,
         wrap: StepWrapper | None = None,
         describe_error: DescribeError = describe_error,
+        public_output: Callable[[JSON], JSON] | None = None,
         sleep: Callable[[float], Coroutine[Any, Any, None]] = asyncio.sleep,
     ) -> None:
         if lease_ttl <= 0:
@@ -59,6 +60,9 @@ class Runner:
         self.renew_every = renew_every if renew_every is not None else lease_ttl / 3
         self.wrap = wrap
         self.describe_error = describe_error
+        #: What a step's `completed` event shows of its output (default: all of it); the
+        #: checkpoint keeps the whole output either way.
+        self.public_output = public_output or (lambda output: output)
         self.sleep = sleep
 
     @contextlib.asynccontextmanager
@@ -262,7 +266,8 @@ class Run:
         await _durable(
             self._record(
                 completed,
-                {"step": step.key, "status": "completed", "attempt": attempt, "output": output},
+                {"step": step.key, "status": "completed", "attempt": attempt,
+                 "output": self.runner.public_output(output)},
             )
         )
         return True

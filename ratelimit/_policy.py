@@ -78,9 +78,11 @@ DEFAULT_POLICIES = Policies(
         {
             "generate": RoutePolicy("generate", 20, 60, "closed", concurrency=2),
             "edit": RoutePolicy("edit", 20, 60, "closed", concurrency=2),
-            "heatmap": RoutePolicy("heatmap", 10, 60, "closed"),
+            "heatmap": RoutePolicy("heatmap", 10, 60, "closed", concurrency=2),
             "video-analysis": RoutePolicy("video-analysis", 10, 60, "closed"),
             "operations": RoutePolicy("operations", 120, 60, "open"),
+            # Open event streams per user (only its concurrency is used).
+            "streams": RoutePolicy("streams", 120, 60, "open", concurrency=20),
         }
     )
 )

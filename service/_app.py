@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from ._lifespan import OutsideWorld, lifespan
 from ._settings import Settings
 from .providers import RetryPolicy
-from .web import EXCEPTION_HANDLERS, BodyLimit, routes
+from .web import EXCEPTION_HANDLERS, BodyLimit, SecurityHeaders, content_security_policy, routes
 
 #: What a page of another origin may send, and read of the answers.
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Prefer",
@@ -36,7 +36,12 @@ def create_app(
     since the epoch) decides token expiry, signed links and operation timestamps.
     """
     world = OutsideWorld(retry=retry, transport=transport, clock=clock)
-    middleware = [Middleware(BodyLimit, max_bytes=settings.max_body_bytes)]
+    api_origins = (*settings.cors_origins, settings.public_base_url or "",
+                   settings.supabase_url or "")
+    middleware = [
+        Middleware(SecurityHeaders, csp=content_security_policy(api_origins)),
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+    ]
     if settings.cors_origins:
         # Outside the body limit and the error handlers, so that refusals (401, 413, 429,
         # 503) carry the CORS headers too: a browser shows a page only what they allow.

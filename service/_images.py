@@ -1,4 +1,12 @@
-"""Image bytes: what they are (PNG, JPEG, WebP and their size) and their JPEG variants."""
+"""Image bytes: what they are (PNG, JPEG, WebP and their size) and their JPEG variants.
+
+Pixels are bounded, not bytes: a 60 KB PNG can declare 8000 × 8000 pixels and cost
+gigabytes once decoded. What an image is (format, size, frames) is read from its header
+alone — cheap enough for the event loop and before any rate limit — and an image over
+`MAX_PIXELS` or `MAX_SIDE`, or with more than one frame, is refused before anything
+decodes it. Decoding (`verify_image`, `make_variants`) is CPU work: callers run it in a
+worker thread.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,55 @@ from typing import Final
 
 from PIL import Image
 
+#: Far beyond any thumbnail (4K is 3840 × 2160, 8.3 MP), far below what hurts.
+MAX_PIXELS: Final = 40_000_000
+MAX_SIDE: Final = 8192
+_FORMATS: Final = ("PNG", "JPEG", "WEBP")
 _JPEG_QUALITY: Final = 85
 _WHITE = (255, 255, 255)
 
 
-def _open(data: bytes) -> Image.Image:
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than any thumbnail needs."""
+
+
+def _header(data: bytes) -> Image.Image:
+    """The image, opened lazily (nothing decoded): format, size and frames checked."""
     try:
-        image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP"))
+        image = Image.open(io.BytesIO(data), formats=_FORMATS)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a PNG, JPEG or WebP image: {exc}") from exc
+    width, height = image.size
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ImageTooLarge(
+            f"the image is {width} × {height} pixels; at most {MAX_SIDE} a side and "
+            f"{MAX_PIXELS // 1_000_000} megapixels are accepted"
+        )
+    if getattr(image, "n_frames", 1) > 1:
+        raise ValueError("animated images are not accepted")
+    return image
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image, decoded (CPU work: call it in a worker thread)."""
+    image = _header(data)
+    try:
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not a PNG, JPEG or WebP image: {exc}") from exc
     return image
+
+
+def decoded_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of bytes that decode in full as PNG, JPEG or WebP (a worker
+    thread's job: a provider's answer is checked this way before it is stored)."""
+    return _open(data).size
+
+
+def verify_image(data: bytes) -> str:
+    """The MIME type of PNG, JPEG or WebP bytes that decode in full (a worker thread's
+    job); ValueError (ImageTooLarge over the caps) for anything else."""
+    return _MIME_TYPES[str(_open(data).format)]
 
 
 def make_variants(png: bytes, widths: tuple[int, ...] = (400, 800)) -> dict[int, bytes]:
@@ -52,13 +98,15 @@ def make_variants(png: bytes, widths: tuple[int, ...] = (400, 800)) -> dict[int,
 
 
 def image_dimensions(data: bytes) -> tuple[int, int]:
-    """(width, height) of PNG, JPEG or WebP bytes; ValueError for anything else."""
-    return _open(data).size
+    """(width, height) of PNG, JPEG or WebP bytes, from the header; ValueError for anything
+    else (ImageTooLarge over the caps)."""
+    return _header(data).size
 
 
 _MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 def image_format(data: bytes) -> str:
-    """The MIME type of PNG, JPEG or WebP bytes; ValueError for anything else."""
-    return _MIME_TYPES[str(_open(data).format)]
+    """The MIME type of PNG, JPEG or WebP bytes, from the header; ValueError for anything
+    else (ImageTooLarge over the caps)."""
+    return _MIME_TYPES[str(_header(data).format)]

@@ -44,7 +44,7 @@ from .providers import (
     RetryPolicy,
     YouTube,
 )
-from .web import Authenticator, KeySet, Services, Snapshots, load_secret
+from .web import Authenticator, KeySet, Services, Snapshots, load_secret, public_output
 
 log = logging.getLogger("service")
 
@@ -118,7 +118,8 @@ def _services(
     fetcher = ImageFetcher(http, allow_private=settings.allow_private_urls)
     accounts = Accounts(engine)
     runner = Runner(store, owner=settings.instance_id, lease_ttl=settings.lease_ttl_s,
-                    wrap=timed_steps(metrics), describe_error=record_of_step_error)
+                    wrap=timed_steps(metrics), describe_error=record_of_step_error,
+                    public_output=public_output)
 
     async def slot_for(op: checkpoints.Operation) -> ratelimit.Slot:
         return await limiter.acquire_slot(ROUTE_OF_KIND[op.kind], op.user_id,

@@ -15,6 +15,7 @@ from ._generate import GenerateKind, generation_cost
 from ._heatmap import HeatmapKind, upload_key
 from ._kinds import ROUTE_OF_KIND, OperationKind, ProviderCalls
 from ._manager import Operations
+from ._slots import held
 from ._tables import metadata
 from ._thumbnails import Thumbnail, load_thumbnail
 from ._video import VideoKind
@@ -37,6 +38,7 @@ __all__ = [
     "VideoKind",
     "check_generation_allowed",
     "generation_cost",
+    "held",
     "load_thumbnail",
     "metadata",
     "upload_key",

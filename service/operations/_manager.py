@@ -32,6 +32,7 @@ from checkpoints import (
 
 from .._errors import ErrorInfo, OperationNotResumable
 from ._kinds import OperationKind
+from ._slots import held
 
 log = logging.getLogger("service.operations")
 
@@ -143,10 +144,10 @@ class Operations:
         try:
             if after is not None:
                 await asyncio.wait([after])
-            async with self._holding(slot), self.runner.claim(operation_id) as run:
+            async with held(slot), self.runner.claim(operation_id) as run:
                 self._runs[operation_id] = run
                 spare = None if slot is not None else await self._spare_slot(run.operation)
-                async with self._holding(spare):
+                async with held(spare):
                     try:
                         await self._drive(run, reopen, started_future, started)
                     except LeaseLost:
@@ -242,26 +243,6 @@ class Operations:
             log.info("run taken over without a concurrency slot",
                      extra={"operation_id": operation.id})
             return None
-
-    @contextlib.asynccontextmanager
-    async def _holding(self, slot: ratelimit.Slot | None) -> AsyncIterator[None]:
-        """Keep a concurrency slot alive as long as the lease lives, free it at the end."""
-        if slot is None:
-            yield
-            return
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(slot.ttl_s / 3)
-                with contextlib.suppress(ratelimit.RateLimitError):
-                    await slot.renew()
-
-        keeper = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            keeper.cancel()
-            await slot.release()
 
     # -- cancel and shutdown ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlunsplit
 import httpx
 
 from .._errors import FetchRefused, ProviderError
+from .._images import image_dimensions
 from ._public_urls import Resolver, parse_image_url, public_addresses, system_resolver
 
 IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/webp"})
@@ -71,6 +72,10 @@ class ImageFetcher:
                         body += chunk
                         if len(body) > self._max_bytes:
                             raise FetchRefused("the image is larger than 10 MB")
+                    try:
+                        image_dimensions(bytes(body))  # the header: format and pixel caps
+                    except ValueError as exc:
+                        raise FetchRefused(f"the URL's image is refused: {exc}") from None
                     return FetchedImage(bytes(body), mime)
             except TimeoutError:
                 raise ProviderError("PROVIDER_TIMEOUT", "fetching an image URL timed out",

@@ -3,6 +3,7 @@ analysis with a JSON answer schema."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -13,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import ProviderError
-from .._images import image_dimensions
+from .._images import decoded_size
 from ._failures import BLOCKED_FINISH_REASONS, NO_IMAGE_FINISH_REASONS, post_json
 from ._fetch import ImageFetcher
 from ._models import IMAGE_MODELS as MODEL_CHOICES
@@ -146,7 +147,7 @@ class GeminiProvider:
             if isinstance(inline, dict) and inline.get("data"):
                 try:
                     data = base64.b64decode(inline["data"], validate=True)
-                    width, height = image_dimensions(data)
+                    width, height = await asyncio.to_thread(decoded_size, data)
                 except (binascii.Error, ValueError):
                     raise _no_image("Gemini returned an image that does not decode") from None
                 mime = str(inline.get("mimeType") or inline.get("mime_type") or "image/png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -10,7 +11,7 @@ from typing import Any, Final
 import httpx
 
 from .._errors import ProviderError
-from .._images import image_dimensions
+from .._images import decoded_size
 from ._failures import post_json
 from ._fetch import ImageFetcher
 from ._models import image_model
@@ -46,10 +47,10 @@ class OpenAIProvider:
         self._base = base_url
         self._fetcher = fetcher
 
-    def _decode(self, answer: Any) -> GeneratedImage:
+    async def _decode(self, answer: Any) -> GeneratedImage:
         try:
             data = base64.b64decode(answer["data"][0]["b64_json"], validate=True)
-            width, height = image_dimensions(data)
+            width, height = await asyncio.to_thread(decoded_size, data)
         except (KeyError, IndexError, TypeError):
             raise ProviderError("PROVIDER_BAD_OUTPUT", "OpenAI answered without an image",
                                 retryable=True) from None
@@ -74,7 +75,7 @@ class OpenAIProvider:
                   "size": size_for(request.spec.aspect_ratio),
                   "quality": QUALITY[request.spec.resolution]},
         )
-        return self._decode(answer)
+        return await self._decode(answer)
 
     async def _edit(self, request: EditRequest, prompt: str) -> GeneratedImage:
         source = ("source.png", request.source, request.source_mime_type)
@@ -99,7 +100,7 @@ class OpenAIProvider:
             data={"model": MODEL, "prompt": prompt, "n": "1", "size": size_for(aspect_ratio),
                   "quality": QUALITY.get(resolution, "medium")},
         )
-        return self._decode(answer)
+        return await self._decode(answer)
 
     async def edit(self, request: EditRequest) -> GeneratedImage:
         prompt = edit_prompt(request.prompt, references=len(request.reference_images))

@@ -7,8 +7,9 @@ from ._handlers import EXCEPTION_HANDLERS, describe
 from ._jwks import KeySet
 from ._openapi import document
 from ._routing import routes
+from ._security_headers import SecurityHeaders, content_security_policy
 from ._services import Services
-from ._snapshots import Snapshots
+from ._snapshots import Snapshots, public_output
 
 __all__ = [
     "EXCEPTION_HANDLERS",
@@ -16,10 +17,13 @@ __all__ = [
     "BodyLimit",
     "KeySet",
     "Principal",
+    "SecurityHeaders",
     "Services",
     "Snapshots",
+    "content_security_policy",
     "describe",
     "document",
     "load_secret",
+    "public_output",
     "routes",
 ]

@@ -186,6 +186,7 @@ def _seconds(value: Any) -> float:
 
 def _user_of(claims: dict[str, Any]) -> str:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > MAX_USER_ID_LENGTH:
+    if (not isinstance(sub, str) or not sub or len(sub) > MAX_USER_ID_LENGTH
+            or not sub.isprintable()):
         raise Unauthorized("the token names no user")
     return sub

@@ -37,6 +37,16 @@ ModelChoice = Annotated[str, Field(max_length=100, description=(
     "an image model: " + ", ".join(m.choice for m in IMAGE_MODELS) + " (or its model id)"))]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 class RequestBody(BaseModel):
     """A request body: unknown fields and wrong types are errors, nothing is coerced;
     ViewBait's camelCase names are accepted beside ours, and `null` means "not given"
@@ -48,6 +58,9 @@ class RequestBody(BaseModel):
     @classmethod
     def _null_is_absent(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            if _has_nul(data):
+                # PostgreSQL text cannot hold it; refused here, it never reaches a query.
+                raise ValueError("text must not contain NUL characters")
             return {k: v for k, v in data.items() if v is not None}
         return data
 

@@ -5,6 +5,7 @@ that is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +27,7 @@ from .._errors import (
     TierLimit,
     ValidationFailed,
 )
-from .._images import image_format
+from .._images import ImageTooLarge, image_format, verify_image
 from ..operations import (
     EDIT_CREDITS,
     ROUTE_OF_KIND,
@@ -39,12 +40,15 @@ from ..operations import (
 from ..providers import MAX_IMAGE_BYTES, check_public_urls, image_model, video_id_of
 from ._auth import Principal
 from ._bodies import EditBody, GenerateBody, HeatmapBody, RequestBody, VideoAnalysisBody, parse
-from ._negotiation import idempotency_key
+from ._negotiation import idempotency_key, path_id
 from ._respond import respond
 from ._route_limits import limited_by
 from ._services import Services, services_of
 
 B = TypeVar("B", bound=RequestBody)
+#: How long a request refused by the limiter looks for its same-key twin's operation.
+TWIN_CHECKS = 20
+TWIN_CHECK_INTERVAL_S = 0.05
 #: Work that must wait until the request has passed the rate limit (e.g. storing an upload).
 Prepare = Callable[[], Awaitable[None]]
 
@@ -74,19 +78,41 @@ class Creation:
         return await respond(self.request, existing, after=0, principal=Principal(self.user),
                              headers=self.svc.limiter.policy_headers(ROUTE_OF_KIND[kind]))
 
+    async def _created_meanwhile(
+        self, kind: str, inputs: Mapping[str, Any]
+    ) -> Response | None:
+        """A refused request with an Idempotency-Key whose twin, sent at the same time, got
+        through: the twin's operation (it is the same request), not a 429. The twin creates
+        it moments after its own rate-limit decision, so look for a short while."""
+        if self.key is None:
+            return None
+        for _ in range(TWIN_CHECKS):
+            if (followed := await self.replay(kind, inputs)) is not None:
+                return followed
+            await asyncio.sleep(TWIN_CHECK_INTERVAL_S)
+        return None
+
     async def start(
         self, kind: str, inputs: Mapping[str, Any], *, cost: int, prepare: Prepare | None = None
     ) -> Response:
         """Charge the rate limit, hold a concurrency slot, `prepare`, create the operation
         and start its run; every unit and slot is given back when nothing was created."""
         svc, route_id = self.svc, ROUTE_OF_KIND[kind]
-        decision = await ratelimit.enforce_rate_limit(route_id, self.request, self.user,
-                                                      cost=cost)
+        try:
+            decision = await ratelimit.enforce_rate_limit(route_id, self.request, self.user,
+                                                          cost=cost)
+        except ratelimit.RateLimitExceeded:
+            if (followed := await self._created_meanwhile(kind, inputs)) is not None:
+                return followed
+            raise
         try:
             slot = await svc.limiter.acquire_slot(route_id, self.user,
                                                   ttl_s=svc.settings.lease_ttl_s)
-        except ratelimit.RateLimitError:
+        except ratelimit.RateLimitError as exc:
             await svc.limiter.refund(route_id, self.user, decision.cost)
+            if (isinstance(exc, ratelimit.RateLimitExceeded)
+                    and (followed := await self._created_meanwhile(kind, inputs)) is not None):
+                return followed
             raise
         try:
             if prepare is not None:
@@ -158,8 +184,8 @@ async def create_thumbnails(request: Request) -> Response:
 @limited_by("edit")
 async def create_edit(request: Request) -> Response:
     creation, body = await _begin(request, EditBody)
-    source_id = request.path_params["thumbnail_id"]
-    if len(source_id) > 36:
+    source_id = path_id(request, "thumbnail_id")
+    if source_id is None:
         raise NotFound("no such thumbnail")
     if body.thumbnail_id is not None and body.thumbnail_id != source_id:
         raise ValidationFailed("thumbnail_id differs from the thumbnail of the path")
@@ -205,6 +231,12 @@ async def create_heatmap(request: Request) -> Response:
 
     async def store_upload() -> None:
         if upload is not None:
+            # Decoding is CPU work: off the event loop, and only once the rate limit and
+            # a concurrency slot have been granted.
+            try:
+                await asyncio.to_thread(verify_image, upload)
+            except ValueError:
+                raise ValidationFailed("image_base64 does not decode as an image") from None
             await svc.storage.put(inputs["image_key"], upload, inputs["mime_type"])
 
     return await creation.start("heatmap", inputs, cost=1, prepare=store_upload)
@@ -222,7 +254,9 @@ def decode_image(encoded: str, mime_type: str) -> bytes:
     if len(data) > MAX_IMAGE_BYTES:
         raise PayloadTooLarge("the decoded image is larger than 10 MB")
     try:
-        actual = image_format(data)
+        actual = image_format(data)  # the header only: cheap, before the rate limit
+    except ImageTooLarge as exc:
+        raise ValidationFailed(f"image_base64: {exc}") from None
     except ValueError:
         raise ValidationFailed("image_base64 is not a PNG, JPEG or WebP image") from None
     if actual != mime_type:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 import checkpoints
@@ -37,6 +37,7 @@ DATABASE_RETRY_AFTER_S = 2
 
 #: The answer to anything unexpected: no details (they are in the log).
 UNEXPECTED = ErrorInfo("INTERNAL_ERROR", "internal error", 500)
+CLIENT_GONE = ErrorInfo("VALIDATION_ERROR", "the request body was not sent in full", 400)
 
 
 def error_response(request: Request, info: ErrorInfo) -> JSONResponse:
@@ -65,10 +66,16 @@ def describe(exc: BaseException) -> ErrorInfo:
             "this Idempotency-Key was used for a request with a different body").info
     if isinstance(exc, checkpoints.OperationNotFound):
         return NotFound("no such operation").info
+    if isinstance(exc, ClientDisconnect):
+        # Not an error: the client went away mid-body; nobody reads this answer.
+        log.info("client disconnected before its request body was read")
+        return CLIENT_GONE
     if is_connection_failure(exc):
         info = DatabaseUnavailable("the database is unavailable; retry shortly",
                                    retry_after=DATABASE_RETRY_AFTER_S).info
-        log.error("database unavailable: %s", exc, extra=info.log_fields())
+        # The exception's text holds SQL; its class says enough (parameters never logged).
+        cause = getattr(exc, "orig", None) or exc
+        log.error("database unavailable: %s", type(cause).__name__, extra=info.log_fields())
         return info
     if isinstance(exc, HTTPException):
         return _http_exception(exc)
@@ -105,6 +112,6 @@ async def _handle(request: Request, exc: Exception) -> Response:
 #: `Exception` is the last resort of Starlette's server-error middleware.
 EXCEPTION_HANDLERS: Mapping[Any, Any] = dict.fromkeys(
     (ServiceError, ratelimit.RateLimitError, checkpoints.CheckpointError,
-     sa.exc.SQLAlchemyError, ConnectionError, HTTPException, Exception),
+     sa.exc.SQLAlchemyError, ConnectionError, ClientDisconnect, HTTPException, Exception),
     _handle,
 )

@@ -9,18 +9,49 @@ from starlette.requests import Request
 
 from .._errors import ValidationFailed
 
+#: Operation and thumbnail ids are UUIDs (36 characters).
+MAX_ID_LENGTH = 36
 _IDEMPOTENCY_KEY = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
 
 
 def wants_stream(request: Request) -> bool:
-    """`Accept: text/event-stream` (it wins over `Prefer: respond-async`)."""
-    return "text/event-stream" in request.headers.get("accept", "")
+    """An event stream: `text/event-stream` accepted (q > 0) and not ranked below JSON
+    (RFC 9110 media ranges with q-values; it wins over `Prefer: respond-async`)."""
+    ranks = _accepted(request.headers.get("accept", ""))
+    stream = ranks.get("text/event-stream", 0.0)
+    json = max(ranks.get(m, 0.0) for m in ("application/json", "application/*", "*/*"))
+    return stream > 0 and stream >= json
 
 
 def wants_async(request: Request) -> bool:
-    """`Prefer: respond-async`: 202 at once instead of waiting for the result."""
-    prefer = request.headers.get("prefer", "")
-    return any(p.strip().lower() == "respond-async" for p in prefer.split(","))
+    """`Prefer: respond-async` (RFC 7240; with or without parameters such as `wait=5`):
+    202 at once instead of waiting for the result."""
+    for preference in request.headers.get("prefer", "").split(","):
+        token = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+        if token == "respond-async":
+            return True
+    return False
+
+
+def _accepted(header: str) -> dict[str, float]:
+    """Each media range of an Accept header with its q-value (the highest if repeated;
+    a malformed q counts as 0, an absent one as 1)."""
+    ranks: dict[str, float] = {}
+    for item in header.split(","):
+        media, *parameters = item.split(";")
+        media = media.strip().lower()
+        if not media:
+            continue
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(1.0, max(0.0, float(value.strip())))
+                except ValueError:
+                    q = 0.0
+        ranks[media] = max(q, ranks.get(media, 0.0))
+    return ranks
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -34,6 +65,15 @@ def idempotency_key(request: Request) -> str | None:
             "ending with a space"
         )
     return key
+
+
+def path_id(request: Request, name: str) -> str | None:
+    """An id from the path: 400 when it holds control characters (a NUL never reaches the
+    database), None when it is longer than any id (so: no such thing, 404)."""
+    value: str = request.path_params[name]
+    if not value.isprintable():
+        raise ValidationFailed(f"{name} must not contain control characters")
+    return value if len(value) <= MAX_ID_LENGTH else None
 
 
 def event_cursor(request: Request) -> int | None:

@@ -33,11 +33,13 @@ RATE_LIMIT_HEADERS = {
     "RateLimit": {"schema": {"type": "string"}},
 }
 COMMON_ERRORS = {
+    "400": _error("VALIDATION_ERROR: a malformed id, cursor or body"),
     "401": _error("UNAUTHORIZED: missing, bad or expired token"),
     "404": _error("NOT_FOUND"),
     "413": _error("PAYLOAD_TOO_LARGE"),
     "429": _error("RATE_LIMIT_EXCEEDED (with Retry-After)"),
-    "503": _error("RATE_LIMIT_UNAVAILABLE, PROVIDER_NOT_CONFIGURED or DATABASE_UNAVAILABLE"),
+    "503": _error("RATE_LIMIT_UNAVAILABLE, PROVIDER_NOT_CONFIGURED, AUTH_UNAVAILABLE, "
+                  "DATABASE_UNAVAILABLE or STORAGE_UNAVAILABLE"),
 }
 RUN_ERRORS = {
     "402": _error("INSUFFICIENT_CREDITS"),
@@ -142,7 +144,6 @@ def _operation_paths() -> dict[str, Any]:
                 "200": {"description": "the event stream",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                 "204": {"description": "finished, nothing left to replay"},
-                "400": _error("VALIDATION_ERROR: bad Last-Event-ID"),
                 **COMMON_ERRORS,
             },
         }},

@@ -11,7 +11,7 @@ from checkpoints import Operation
 
 from .._errors import NotFound
 from ._auth import Principal
-from ._negotiation import event_cursor
+from ._negotiation import event_cursor, path_id
 from ._respond import respond, snapshot, stream_response
 from ._responses import AccountBody, DevToken
 from ._route_limits import limited_by
@@ -27,12 +27,13 @@ async def _operation_of(
     """The caller and the operation of the path, if it is theirs (anyone else's → 404).
     `link_token`: the short-lived token of `links.events` is accepted too."""
     svc = services_of(request)
-    operation_id = request.path_params["operation_id"]
     if link_token:
-        principal = await svc.auth.user_or_events_token(request, operation_id)
+        principal = await svc.auth.user_or_events_token(
+            request, request.path_params["operation_id"])
     else:
         principal = await svc.auth.user(request)
-    if len(operation_id) > 36:
+    operation_id = path_id(request, "operation_id")
+    if operation_id is None:
         raise NotFound("no such operation")
     op = await svc.store.get_operation(operation_id, user_id=principal.user_id)
     return svc, principal, op
@@ -53,7 +54,7 @@ async def operation_events(request: Request) -> Response:
     if op.is_finished and op.last_seq <= cursor:
         return Response(status_code=204, headers=decision.headers)
     await svc.operations.take_over_if_orphaned(op)
-    return stream_response(svc, op.id, cursor, decision.headers)
+    return await stream_response(svc, op.id, cursor, decision.headers, principal.user_id)
 
 
 @limited_by("operations")

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from checkpoints import Operation
 
 from .._errors import ErrorInfo, RunError
+from ..operations import held
 from ._auth import Principal
 from ._negotiation import wants_async, wants_stream
 from ._responses import Accepted, Links
@@ -36,7 +37,7 @@ async def respond(
     svc = services_of(request)
     headers = dict(headers or {})
     if wants_stream(request):
-        return stream_response(svc, op.id, after, headers)
+        return await stream_response(svc, op.id, after, headers, principal.user_id)
     if not wants_async(request):
         finished = await svc.operations.wait_until_finished(op.id, svc.settings.sync_wait_s)
         if finished is not None:
@@ -76,21 +77,24 @@ async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
     return await svc.snapshots.of(op, await svc.store.get_steps(op.id))
 
 
-def stream_response(
-    svc: Services, operation_id: str, after: int, headers: Mapping[str, str]
+async def stream_response(
+    svc: Services, operation_id: str, after: int, headers: Mapping[str, str], user_id: str
 ) -> Response:
     """The operation's events after `after` as Server-Sent Events, live until its final
-    terminal event; the run itself belongs to the process, not to this stream."""
+    terminal event; the run itself belongs to the process, not to this stream. A stream
+    holds one of the user's `streams` slots (429 when all are held, on any instance)."""
+    slot = await svc.limiter.acquire_slot("streams", user_id, ttl_s=svc.settings.lease_ttl_s)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         svc.metrics.open_streams.inc()
         try:
-            async for event in svc.operations.follow(operation_id, after):
-                yield ServerSentEvent(
-                    data=json.dumps(dict(event.data), separators=(",", ":")),
-                    event=event.type,
-                    id=str(event.seq),
-                )
+            async with held(slot):
+                async for event in svc.operations.follow(operation_id, after):
+                    yield ServerSentEvent(
+                        data=json.dumps(dict(event.data), separators=(",", ":")),
+                        event=event.type,
+                        id=str(event.seq),
+                    )
         finally:
             svc.metrics.open_streams.dec()
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from checkpoints import Operation, StepRecord
+from checkpoints import JSON, Operation, StepRecord
 
 from .._storage import Storage
 from ._responses import OperationSnapshot
 
+#: Step output fields that describe storage, not the result.
+_PRIVATE_FIELDS = frozenset({"sha256"})
 #: Stored object keys in results, and the URL fields they become.
 _URL_FIELDS = {
     "image_key": "image_url",
@@ -17,6 +19,17 @@ _URL_FIELDS = {
     "image_800w_key": "image_800w_url",
     "heatmap_key": "heatmap_url",
 }
+
+
+def public_output(output: JSON) -> JSON:
+    """A step's output as its event shows it: ids and URLs, not the storage layout
+    (object keys, content digests) that later steps read from the checkpoint."""
+    if isinstance(output, dict):
+        return {name: public_output(value) for name, value in output.items()
+                if not name.endswith("_key") and name not in _PRIVATE_FIELDS}
+    if isinstance(output, list):
+        return [public_output(item) for item in output]
+    return output
 
 
 class Snapshots:

@@ -16,14 +16,16 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_built_in_defaults() -> None:
-    """The contract's defaults: generate/edit 20/60 closed with 2 slots, heatmap and
-    video-analysis 10/60 closed, operations 120/60 open, no shared budget."""
+    """The contract's defaults: generate/edit 20/60 closed with 2 slots, heatmap 10/60
+    closed with 2 slots (decoding images is heavy), video-analysis 10/60 closed,
+    operations 120/60 open, 20 open event streams per user, no shared budget."""
     r = DEFAULT_POLICIES.routes
     assert r["generate"] == RoutePolicy("generate", 20, 60, "closed", concurrency=2)
     assert r["edit"] == RoutePolicy("edit", 20, 60, "closed", concurrency=2)
-    assert r["heatmap"] == RoutePolicy("heatmap", 10, 60, "closed")
+    assert r["heatmap"] == RoutePolicy("heatmap", 10, 60, "closed", concurrency=2)
     assert r["video-analysis"] == RoutePolicy("video-analysis", 10, 60, "closed")
     assert r["operations"] == RoutePolicy("operations", 120, 60, "open")
+    assert r["streams"].concurrency == 20
     assert DEFAULT_POLICIES.budgets == ()
     assert load_policies(None) is DEFAULT_POLICIES
 
@@ -52,7 +54,7 @@ routes = ["generate", "edit", "heatmap", "video-analysis"]
 """)
     pol = load_policies(path)
     assert pol.routes["generate"] == RoutePolicy("generate", 40, 120, "open", concurrency=3)
-    assert pol.routes["heatmap"] == RoutePolicy("heatmap", 5, 60, "closed")
+    assert pol.routes["heatmap"] == RoutePolicy("heatmap", 5, 60, "closed", concurrency=2)
     assert pol.routes["edit"] == DEFAULT_POLICIES.routes["edit"]
     assert pol.routes["thumbnails-export"] == RoutePolicy("thumbnails-export", 7, 10, cost=2)
     assert [b.name for b in pol.budgets_of("edit")] == ["ai"]

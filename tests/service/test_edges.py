@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import respx
+from PIL import Image
 
 from service._errors import FetchRefused, NotFound, ProviderError, StorageUnavailable
 from service._storage import SIGNED_URL_TTL_S, SupabaseStorage
@@ -16,6 +18,15 @@ from service.providers import ImageFetcher
 pytestmark = pytest.mark.anyio
 
 SUPABASE = "https://project.supabase.test"
+
+
+def png_bytes(width: int, height: int, mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (width, height)).save(out, format="PNG")
+    return out.getvalue()
+
+
+TINY_PNG = png_bytes(4, 4)
 
 
 @contextlib.asynccontextmanager
@@ -83,10 +94,10 @@ async def test_the_fetcher_connects_to_the_address_it_checked():
     """A public name is fetched from its resolved address, with the Host header kept."""
     async with edge_client() as (http, edge):
         route = edge.get("http://93.184.216.34/a.png").mock(return_value=httpx.Response(
-            200, content=b"image", headers={"Content-Type": "image/png"}))
+            200, content=TINY_PNG, headers={"Content-Type": "image/png"}))
         fetcher = await fetcher_for(http, images_example_com=["93.184.216.34"])
         image = await fetcher.fetch("http://images.example.com/a.png")
-        assert (image.data, image.mime_type) == (b"image", "image/png")
+        assert (image.data, image.mime_type) == (TINY_PNG, "image/png")
         assert route.calls[0].request.headers["host"] == "images.example.com"
 
 
@@ -125,3 +136,16 @@ async def test_an_unreachable_image_host_is_a_retryable_provider_failure():
             await fetcher.fetch("http://93.184.216.34/a.png")
         assert info.value.retryable is True
         assert info.value.code == "PROVIDER_UNAVAILABLE"
+
+
+async def test_the_fetcher_refuses_images_with_more_pixels_than_any_thumbnail():
+    """A small file that declares 9000 × 9000 pixels is refused from its header, before
+    anything decodes it."""
+    bomb = png_bytes(9000, 9000, mode="1")
+    assert len(bomb) < 50_000
+    async with edge_client() as (http, edge):
+        edge.get("http://93.184.216.34/bomb.png").mock(return_value=httpx.Response(
+            200, content=bomb, headers={"Content-Type": "image/png"}))
+        fetcher = ImageFetcher(http)
+        with pytest.raises(FetchRefused, match="9000 × 9000 pixels"):
+            await fetcher.fetch("http://93.184.216.34/bomb.png")

@@ -9,7 +9,13 @@ from collections.abc import Callable
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from service._images import image_dimensions, make_variants
+from service._images import (
+    ImageTooLarge,
+    decoded_size,
+    image_dimensions,
+    make_variants,
+    verify_image,
+)
 from service._spec import (
     ASPECT_RATIOS,
     RESOLUTIONS,
@@ -274,7 +280,25 @@ def test_image_dimensions_refuses_what_is_not_an_image(data: bytes) -> None:
         image_dimensions(data)
 
 
-def test_image_dimensions_refuses_a_truncated_png(card: bytes) -> None:
-    """A PNG cut short (an interrupted upload) is refused rather than half-read."""
+def test_a_truncated_png_is_refused_when_decoded(card: bytes) -> None:
+    """A PNG cut short (an interrupted upload) has a readable header, and is refused
+    when decoded rather than half-read."""
+    cut = card[: len(card) // 2]
+    assert image_dimensions(cut) == image_dimensions(card)
     with pytest.raises(ValueError, match="not a PNG"):
-        image_dimensions(card[: len(card) // 2])
+        verify_image(cut)
+    with pytest.raises(ValueError, match="not a PNG"):
+        decoded_size(cut)
+
+
+def test_pixels_are_bounded_from_the_header() -> None:
+    """9000 × 9000 (a 10 KB file) and 7000 × 7000 (49 MP) are refused before decoding;
+    8192 × 4096 (33.5 MP) is accepted."""
+    for size, refused in (((9000, 9000), True), ((7000, 7000), True), ((8192, 4096), False)):
+        out = io.BytesIO()
+        Image.new("1", size).save(out, format="PNG")
+        if refused:
+            with pytest.raises(ImageTooLarge, match=f"{size[0]} × {size[1]} pixels"):
+                image_dimensions(out.getvalue())
+        else:
+            assert image_dimensions(out.getvalue()) == size

@@ -13,6 +13,8 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+#: The largest heatmap drawn: a 4K thumbnail's long side.
+_MAX_LONG_SIDE = 3840
 _WORK_WIDTH = 96  # saliency is computed small (the map is smooth anyway), keeping the ratio
 # Added to the amplitude before the log: exact zeros (flat synthetic areas) would otherwise
 # become deep negative spikes that the residual turns into ghost hot spots.
@@ -55,13 +57,17 @@ def _colour_ramp(values: np.ndarray) -> np.ndarray:
     colours = np.array(
         [[0, 0, 255], [0, 255, 255], [0, 255, 0], [255, 255, 0], [255, 0, 0]], dtype=np.float64
     )
-    rgb = np.stack([np.interp(values, stops, colours[:, c]) for c in range(3)], axis=-1)
-    return rgb.astype(np.uint8)
+    channels = [np.interp(values, stops, colours[:, c]).astype(np.uint8) for c in range(3)]
+    return np.stack(channels, axis=-1)
 
 
 def render_heatmap(data: bytes) -> bytes:
-    """A PNG: the image under its saliency heatmap (hot = draws attention)."""
+    """A PNG: the image under its saliency heatmap (hot = draws attention), at most 4K on
+    its long side (a larger source is decoded reduced where its format allows: memory
+    follows the output, not the source)."""
     with Image.open(io.BytesIO(data)) as opened:
+        opened.draft("RGB", (_MAX_LONG_SIDE, _MAX_LONG_SIDE))
+        opened.thumbnail((_MAX_LONG_SIDE, _MAX_LONG_SIDE), Image.Resampling.BILINEAR)
         image = opened.convert("RGB")
     saliency = saliency_map(image)
     overlay = Image.fromarray(_colour_ramp(saliency), "RGB")
