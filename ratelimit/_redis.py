@@ -167,9 +167,8 @@ class RedisBackend:
         # once, behind a lock, before the first command.
         self._needs_initialize = isinstance(client, RedisCluster)
         self._initialize_lock = asyncio.Lock()
-        # Requests are decided in runs on the limiter's own connection only: a cluster's
-        # keys live on different shards, and a redis-py client gains nothing from it.
-        self.batching = batching and isinstance(client, RedisConnection)
+        # Not on a cluster: the keys of a run of several callers live on different shards.
+        self.batching = batching and not isinstance(client, RedisCluster)
 
     async def _initialize(self) -> None:
         assert isinstance(self.client, RedisCluster)
@@ -309,22 +308,29 @@ class RedisBackend:
             waiters = [waiters[i] for i in live]
             if not waiters:
                 return
-        args = keys if all(c == 1 for c in costs) else keys + costs
+        args: list[str | int] = [*keys] if all(c == 1 for c in costs) else [*keys, *costs]
         scripts.in_flight += 1
-        self._run(scripts, waiters, ("EVALSHA", scripts.charge.sha, len(keys), *args))
+        self._run(scripts, waiters, len(keys), args, lost=False)
 
     def _run(
         self,
         scripts: _BucketScripts,
         waiters: list[asyncio.Future[list[int]]],
-        command: tuple[str | int, ...],
+        numkeys: int,
+        args: list[str | int],
+        *,
+        lost: bool,
     ) -> None:
-        """Send one run of the charge script (EVALSHA, or EVAL when Redis has lost it) and
-        hand its callers their parts of the answer."""
-        connection = self.client
-        assert isinstance(connection, RedisConnection)
+        """Send one run of the charge script (EVALSHA, or EVAL when Redis has `lost` it)
+        and hand its callers their parts of the answer. The run is a task of its own: the
+        callers that wait for it may be cancelled, the run goes on for the others."""
+        client = self.client
         try:
-            reply = asyncio.ensure_future(connection.execute(*command))
+            if lost:
+                call = client.eval(scripts.charge.source, numkeys, *args)
+            else:
+                call = client.evalsha(scripts.charge.sha, numkeys, *args)
+            reply: asyncio.Future[Any] = asyncio.ensure_future(call)
         except Exception as exc:  # handed to every caller
             scripts.in_flight -= 1
             _deliver(waiters, scripts.width, exc)
@@ -335,9 +341,9 @@ class RedisBackend:
                 answer: list[int] | BaseException = RedisConnectionError("command cancelled")
             else:
                 answer = reply.exception() or reply.result()
-            if isinstance(answer, NoScriptError) and command[0] == "EVALSHA":
+            if isinstance(answer, NoScriptError) and not lost:
                 # Redis lost the script (a restart): the same run, with the script's source.
-                self._run(scripts, waiters, ("EVAL", scripts.charge.source, *command[2:]))
+                self._run(scripts, waiters, numkeys, args, lost=True)
                 return
             scripts.in_flight -= 1
             if isinstance(answer, ResponseError) and str(answer).startswith("CROSSSLOT"):
