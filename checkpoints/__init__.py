@@ -25,19 +25,19 @@ from ._models import (
     canonical_json,
     input_hash,
 )
-from ._runner import (
+from ._runner import Run, Runner
+from ._schema import metadata, operation_events, operation_steps, operations
+from ._steps import (
     INTERRUPTED,
     Outcome,
-    Run,
-    Runner,
     Step,
     StepContext,
     StepWrapper,
     describe_error,
     is_retryable,
 )
-from ._schema import metadata, operation_events, operation_steps, operations
-from ._store import CheckpointStore, Written
+from ._store import CheckpointStore
+from ._write import Written
 
 __all__ = [
     "INTERRUPTED",

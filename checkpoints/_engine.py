@@ -34,6 +34,14 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(parsed, **kwargs)
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for single statements, each committed on its own: PostgreSQL's
+    AUTOCOMMIT isolation level, SQLite's own autocommit mode."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine.execution_options(**{SQLITE_AUTOCOMMIT: True})
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,16 +1,72 @@
-"""PostgreSQL's fenced write as one statement (one round trip, autocommit)."""
+"""PostgreSQL's writes: its INSERT, and each fenced write as one statement (one round
+trip, autocommit)."""
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ._models import JSON, canonical_json
 from ._notify import CHANNEL
+from ._write import FencedWrite, Written
+
+
+class PgWrites:
+    """The store's dialect-specific writes on PostgreSQL."""
+
+    def __init__(self, autocommit: AsyncEngine) -> None:
+        self._autocommit = autocommit
+
+    def insert(self, table: sa.Table) -> postgresql.Insert:
+        return postgresql.insert(table)
+
+    async def write(self, write: FencedWrite) -> Written:
+        stmt = _statement(
+            fenced=write.token is not None,
+            op_columns=tuple(sorted(name for name in write.sets if name != "updated_at")),
+            with_step=write.step is not None,
+            with_event=write.event is not None,
+        )
+        async with self._autocommit.connect() as conn:
+            row = (await conn.execute(stmt, _parameters(write))).first()
+        if row is None:
+            raise write.refused()
+        return Written(row.seq, bool(row.cancel_requested))
+
+
+def _parameters(write: FencedWrite) -> dict[str, Any]:
+    params: dict[str, Any] = {"op_id": write.operation_id, "now": write.now}
+    if write.token is not None:
+        params["token"] = write.token
+    for name in ("status", "finished_at", "lease_owner", "lease_expires_at"):
+        if name in write.sets:
+            params[f"op_{name}"] = write.sets[name]
+    for name in ("result", "error"):
+        if name in write.sets:
+            params[f"op_{name}"] = _json_or_none(write.sets[name])
+    step = write.step
+    if step is not None:
+        params.update(
+            s_key=step.key, s_position=step.position, s_status=step.status,
+            s_attempts=step.attempts, s_output=_json_or_none(step.output),
+            s_error=_json_or_none(step.error), s_started_at=step.started_at,
+            s_finished_at=step.finished_at,
+        )
+    if write.event is not None:
+        params.update(e_type=write.event[0], e_data=canonical_json(dict(write.event[1])))
+    return params
+
+
+def _json_or_none(value: JSON | None) -> str | None:
+    return None if value is None else canonical_json(value)
 
 
 @cache
-def pg_write_statement(
+def _statement(
     *, fenced: bool, op_columns: tuple[str, ...], with_step: bool, with_event: bool
 ) -> sa.TextClause:
     """One statement for a whole fenced write: the operation row is the fence (and hands

@@ -14,86 +14,27 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._errors import LeaseLost
 from ._models import JSON, Lease, Operation, OperationStatus, StepRecord
-from ._store import CheckpointStore, Written
+from ._steps import (
+    INTERRUPTED,
+    DescribeError,
+    Outcome,
+    Step,
+    StepContext,
+    StepWrapper,
+    describe_error,
+    is_retryable,
+    plan_blocks,
+)
+from ._store import CheckpointStore
+from ._write import Written
 
 log = logging.getLogger("checkpoints")
 
 T = TypeVar("T")
-StepFn = Callable[["StepContext"], Awaitable[JSON]]
-#: Wraps one execution of a step, e.g. in the caller's retry policy.
-StepWrapper = Callable[["StepContext", Callable[[], Awaitable[JSON]]], Awaitable[JSON]]
-#: Turns a step's exception into the JSON error that is recorded and reported.
-DescribeError = Callable[[BaseException], dict[str, Any]]
-
-INTERRUPTED: dict[str, Any] = {
-    "code": "INTERRUPTED",
-    "message": "the step was interrupted before it completed",
-    "retryable": True,
-}
-
-
-def describe_error(exc: BaseException) -> dict[str, Any]:
-    """Default error description: the exception's `code` and `retryable` when it has them."""
-    return {
-        "code": str(getattr(exc, "code", type(exc).__name__)),
-        "message": str(exc) or type(exc).__name__,
-        "retryable": bool(getattr(exc, "retryable", False)),
-    }
-
-
-def is_retryable(error: Mapping[str, Any] | None) -> bool:
-    return bool(error and error.get("retryable"))
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A named unit of work. `fn` returns the step's JSON output, which is recorded."""
-
-    key: str
-    fn: StepFn
-    group: str | None = None
-    #: Runs even after `cancel()` or after an earlier ungrouped step failed (e.g. settling
-    #: credits). After a cancel other steps are skipped, except the rest of a group whose
-    #: first step completed; after a failure they stay pending for a resume.
-    always: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a run of a plan ended."""
-
-    outputs: Mapping[str, JSON]  # every completed step, earlier runs included
-    failures: Mapping[str, Mapping[str, Any]]  # failed steps and their errors
-    skipped: frozenset[str]
-    failed_step: str | None  # the ungrouped step whose failure stopped the run
-    cancelled: bool
-    suspended: bool  # stopped by suspend(): unfinished steps stay pending
-
-
-@dataclass(frozen=True, slots=True)
-class StepContext:
-    """What a step function sees."""
-
-    run: Run
-    step: Step
-    attempt: int
-
-    @property
-    def operation(self) -> Operation:
-        return self.run.operation
-
-    @property
-    def outputs(self) -> Mapping[str, JSON]:
-        return self.run.outputs
-
-    async def emit(self, type: str, data: Mapping[str, Any]) -> int:
-        """Append an event (e.g. `retry`, `progress`) under the run's lease."""
-        return await self.run.emit(type, data)
 
 
 class Runner:
@@ -254,7 +195,7 @@ class Run:
         A failed ungrouped step halts the plan: later steps stay pending, except those
         marked `always`."""
         halted = False
-        for block in _blocks(self._plan):
+        for block in plan_blocks(self._plan):
             if self._suspended:
                 break
             if isinstance(block, Step):
@@ -392,23 +333,6 @@ class Run:
             )
         )
         return written.seq
-
-
-def _blocks(plan: Sequence[Step]) -> list[Step | list[list[Step]]]:
-    """Split a plan into single steps and blocks of concurrent groups."""
-    blocks: list[Step | list[list[Step]]] = []
-    groups: dict[str, list[Step]] = {}
-    for step in plan:
-        if step.group is None:
-            if groups:
-                blocks.append(list(groups.values()))
-                groups = {}
-            blocks.append(step)
-        else:
-            groups.setdefault(step.group, []).append(step)
-    if groups:
-        blocks.append(list(groups.values()))
-    return blocks
 
 
 async def _durable(write: Awaitable[T]) -> T:

@@ -251,5 +251,5 @@ def record_of_step_error(exc: BaseException) -> dict[str, Any]:
     anything unexpected is logged with its traceback and recorded without details."""
     if isinstance(exc, ServiceError):
         return exc.info.record()
-    log.error("step failed unexpectedly", exc_info=exc)
+    log.error("step failed unexpectedly", exc_info=exc, extra=INTERNAL.log_fields())
     return INTERNAL.record()

@@ -10,7 +10,7 @@ from typing import Final
 #: `extra=` fields that are part of a line when present.
 FIELDS: Final = (
     "operation_id", "user_id", "kind", "step", "duration_ms", "outcome", "provider",
-    "context", "code",
+    "context", "code", "status", "retryable",
 )
 
 

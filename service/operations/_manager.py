@@ -220,12 +220,13 @@ class Operations:
             error=conclusion.error,
             event=event,
         )
-        log.info(
-            "operation finished",
-            extra={"operation_id": op.id, "user_id": op.user_id, "kind": op.kind,
-                   "outcome": status,
-                   "duration_ms": round((time.perf_counter() - started) * 1000)},
-        )
+        fields: dict[str, Any] = {
+            "operation_id": op.id, "user_id": op.user_id, "kind": op.kind, "outcome": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000),
+        }
+        if conclusion.error is not None:
+            fields.update(ErrorInfo.of_record(conclusion.error).log_fields())
+        log.info("operation finished", extra=fields)
         if self._on_finished is not None:
             self._on_finished(op, status)
 

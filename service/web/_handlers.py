@@ -35,7 +35,8 @@ log = logging.getLogger("service.http")
 #: Seconds a client should wait before retrying during a database outage.
 DATABASE_RETRY_AFTER_S = 2
 
-INTERNAL = ErrorInfo("INTERNAL_ERROR", "internal error", 500)
+#: The answer to anything unexpected: no details (they are in the log).
+UNEXPECTED = ErrorInfo("INTERNAL_ERROR", "internal error", 500)
 
 
 def error_response(request: Request, info: ErrorInfo) -> JSONResponse:
@@ -65,13 +66,14 @@ def describe(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, checkpoints.OperationNotFound):
         return NotFound("no such operation").info
     if is_connection_failure(exc):
-        log.error("database unavailable: %s", exc)
-        return DatabaseUnavailable("the database is unavailable; retry shortly",
+        info = DatabaseUnavailable("the database is unavailable; retry shortly",
                                    retry_after=DATABASE_RETRY_AFTER_S).info
+        log.error("database unavailable: %s", exc, extra=info.log_fields())
+        return info
     if isinstance(exc, HTTPException):
         return _http_exception(exc)
-    log.error("unhandled error", exc_info=exc)
-    return INTERNAL
+    log.error("unhandled error", exc_info=exc, extra=UNEXPECTED.log_fields())
+    return UNEXPECTED
 
 
 def is_connection_failure(exc: BaseException) -> bool:

@@ -96,7 +96,26 @@ def document(*, dev_token: bool = False) -> dict[str, Any]:
     """The description; `dev_token`: the dev-mode token endpoint exists (no real secret)."""
     schemas = _schemas((GenerateBody, EditBody, HeatmapBody, VideoAnalysisBody),
                        RESPONSE_MODELS)
-    paths: dict[str, Any] = {
+    paths = {**_creation_paths(), **_operation_paths(), **_system_paths()}
+    if dev_token:
+        paths["/v1/dev/token"] = {"post": {
+            "summary": "A token for the demo user (only without AUTH_JWT_SECRET)",
+            "responses": {"200": _json(DevToken.__name__, "the token")},
+        }}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ViewBait AI service", "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _creation_paths() -> dict[str, Any]:
+    return {
         "/v1/thumbnails": _creation(GenerateBody, "Generate thumbnails"),
         "/v1/thumbnails/{thumbnail_id}/edits": _creation(
             EditBody, "A new thumbnail from one of the caller's own",
@@ -105,6 +124,11 @@ def document(*, dev_token: bool = False) -> dict[str, Any]:
         ),
         "/v1/heatmaps": _creation(HeatmapBody, "An attention heatmap of an image"),
         "/v1/videos/analyses": _creation(VideoAnalysisBody, "Analyze a YouTube video"),
+    }
+
+
+def _operation_paths() -> dict[str, Any]:
+    return {
         "/v1/operations/{operation_id}": {"get": {
             "summary": "The operation snapshot", "security": SECURITY,
             "parameters": [OPERATION_ID],
@@ -139,6 +163,11 @@ def document(*, dev_token: bool = False) -> dict[str, Any]:
             "summary": "Tier and credits", "security": SECURITY,
             "responses": {"200": _json(AccountBody.__name__, "the account"), **COMMON_ERRORS},
         }},
+    }
+
+
+def _system_paths() -> dict[str, Any]:
+    return {
         "/v1/files/{key}": {"get": {
             "summary": "An image behind a signed URL",
             "parameters": [
@@ -162,21 +191,6 @@ def document(*, dev_token: bool = False) -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition",
                                                    "content": {"text/plain": {}}}}}},
-    }
-    if dev_token:
-        paths["/v1/dev/token"] = {"post": {
-            "summary": "A token for the demo user (only without AUTH_JWT_SECRET)",
-            "responses": {"200": _json(DevToken.__name__, "the token")},
-        }}
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "ViewBait AI service", "version": "1.0.0"},
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
-        },
     }
 
 

@@ -21,28 +21,33 @@ from ._services import Services, services_of
 CANCEL_WAIT_S = 10.0
 
 
-async def _owned(request: Request, svc: Services, principal: Principal) -> Operation:
-    """The operation of the path, if it is the caller's (anyone else's → 404)."""
+async def _operation_of(
+    request: Request, *, link_token: bool = False
+) -> tuple[Services, Principal, Operation]:
+    """The caller and the operation of the path, if it is theirs (anyone else's → 404).
+    `link_token`: the short-lived token of `links.events` is accepted too."""
+    svc = services_of(request)
     operation_id = request.path_params["operation_id"]
+    if link_token:
+        principal = svc.auth.user_or_events_token(request, operation_id)
+    else:
+        principal = svc.auth.user(request)
     if len(operation_id) > 36:
         raise NotFound("no such operation")
-    return await svc.store.get_operation(operation_id, user_id=principal.user_id)
+    op = await svc.store.get_operation(operation_id, user_id=principal.user_id)
+    return svc, principal, op
 
 
 @limited_by("operations")
 async def get_operation(request: Request) -> Response:
-    svc = services_of(request)
-    principal = svc.auth.user(request)
-    op = await _owned(request, svc, principal)
+    svc, principal, op = await _operation_of(request)
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     return JSONResponse(await snapshot(svc, op), headers=decision.headers)
 
 
 @limited_by("operations")
 async def operation_events(request: Request) -> Response:
-    svc = services_of(request)
-    principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
-    op = await _owned(request, svc, principal)
+    svc, principal, op = await _operation_of(request, link_token=True)
     cursor = event_cursor(request) or 0
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     if op.is_finished and op.last_seq <= cursor:
@@ -53,9 +58,7 @@ async def operation_events(request: Request) -> Response:
 
 @limited_by("operations")
 async def resume_operation(request: Request) -> Response:
-    svc = services_of(request)
-    principal = svc.auth.user_or_events_token(request, request.path_params["operation_id"])
-    op = await _owned(request, svc, principal)
+    svc, principal, op = await _operation_of(request, link_token=True)
     given = event_cursor(request)
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     cursor = op.last_seq if given is None else given
@@ -66,9 +69,7 @@ async def resume_operation(request: Request) -> Response:
 
 @limited_by("operations")
 async def cancel_operation(request: Request) -> Response:
-    svc = services_of(request)
-    principal = svc.auth.user(request)
-    op = await _owned(request, svc, principal)
+    svc, principal, op = await _operation_of(request)
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     if not op.is_finished:
         await svc.operations.cancel(op)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -155,7 +154,9 @@ def test_a_rate_limited_generation_shows_a_countdown_from_retry_after(
     expect(page.locator("#countdown")).to_be_visible()
     first = int(page.locator("#countdown-seconds").text_content() or "0")
     assert 3000 < first <= 3600
-    time.sleep(1.5)
+    page.wait_for_function(
+        f"() => +document.getElementById('countdown-seconds').textContent < {first}"
+    )
     later = int(page.locator("#countdown-seconds").text_content() or "0")
     assert 0 < later < first
     expect(page.locator("#generate")).to_be_disabled()
@@ -164,8 +165,8 @@ def test_a_rate_limited_generation_shows_a_countdown_from_retry_after(
 def test_a_run_that_fails_shows_the_failed_step_and_the_error(spawn, studio_env, page):
     """The render step fails (the user's storage folder is a file, so the image cannot be
     stored): the timeline shows render failed and the rest of the variation pending, the
-    notice shows the run's error (INTERNAL_ERROR, retryable, no server details) as the
-    service reports it with a Resume button, and the reserved credit is refunded."""
+    notice shows the run's error (STORAGE_UNAVAILABLE, retryable, no server details) as
+    the service reports it with a Resume button, and the reserved credit is refunded."""
     server = spawn(studio_env)
     blocker = Path(studio_env["DATA_DIR"]) / "objects" / "thumbnails" / "demo-user"
     blocker.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +189,7 @@ def test_a_run_that_fails_shows_the_failed_step_and_the_error(spawn, studio_env,
     expect(page.locator("#notice")).to_be_visible()
     expect(page.locator("#notice-code")).to_have_text(snapshot["error"]["code"])
     expect(page.locator("#notice-message")).to_have_text(snapshot["error"]["message"])
-    assert snapshot["error"]["code"] == "INTERNAL_ERROR"
+    assert snapshot["error"]["code"] == "STORAGE_UNAVAILABLE"
     assert "objects" not in snapshot["error"]["message"]  # no server paths
     expect(page.locator("#notice-status")).to_have_text("retryable")
     expect(page.locator("#resume")).to_be_visible()

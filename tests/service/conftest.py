@@ -7,6 +7,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,20 @@ from starlette.applications import Starlette
 from service import Settings, create_app
 from service.web import Authenticator
 from tests.conftest import ROOT, child_env
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port
 
 SECRET = "test-secret-for-the-service-0123456789"
+#: A loaded CI machine can take a while to start a process and migrate nothing.
+READY_TIMEOUT_S = 60.0
+#: In process, the lifespan's start and stop (runs get SHUTDOWN_GRACE_S to checkpoint,
+#: engines close) are waited for this long: their end, not a guess of their time.
+LIFESPAN_TIMEOUT_S = 60.0
+
+
+def in_process(app: Starlette) -> LifespanManager:
+    """The app's lifespan, run in this process."""
+    return LifespanManager(app, startup_timeout=LIFESPAN_TIMEOUT_S,
+                           shutdown_timeout=LIFESPAN_TIMEOUT_S)
 
 
 def token(user_id: str, ttl_s: int = 3600) -> str:
@@ -54,7 +66,7 @@ def app(service_env: dict[str, str]) -> Starlette:
 @pytest.fixture
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """The app in this process, with its lifespan."""
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield c
@@ -80,10 +92,34 @@ class ServiceProcess:
                 [sys.executable, "-m", "service", "serve", "--port", str(self.port)],
                 cwd=ROOT, env={**child_env(), **self.env}, stdout=log, stderr=log,
             )
-        try:
-            wait_for_port(self.port, timeout=30)
-        except TimeoutError:
-            raise AssertionError(self.log_path.read_text()[-3000:]) from None
+        self.wait_until_ready()
+
+    def wait_until_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Poll /readyz until it answers 200; fail with what was not ready (the process
+        gone, nothing listening, or the checks /readyz reported) and the log's tail."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        last = "nothing listened on the port"
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(
+                        f"the service exited with code {self.process.returncode} before it "
+                        f"was ready:\n{self.log()[-3000:]}"
+                    )
+                try:
+                    answer = client.get("/readyz")
+                except httpx.TransportError as exc:
+                    last = f"nothing answered ({type(exc).__name__})"
+                else:
+                    if answer.status_code == 200:
+                        return
+                    last = f"/readyz answered {answer.status_code}: {answer.text[:300]}"
+                time.sleep(0.05)
+        raise AssertionError(
+            f"the service on port {self.port} was not ready after {timeout} s; {last}\n"
+            f"{self.log()[-3000:]}"
+        )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 import respx
@@ -15,9 +18,22 @@ pytestmark = pytest.mark.anyio
 SUPABASE = "https://project.supabase.test"
 
 
+@contextlib.asynccontextmanager
+async def edge_client(
+    *, assert_all_called: bool = True
+) -> AsyncIterator[tuple[httpx.AsyncClient, respx.MockRouter]]:
+    """An HTTP client whose transport is a respx router (nothing patched globally); at
+    the end, every route was called unless told otherwise."""
+    edge = respx.MockRouter(assert_all_called=assert_all_called)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(edge.async_handler)) as http:
+        yield http, edge
+    if assert_all_called:
+        edge.assert_all_called()
+
+
 async def test_supabase_storage_upserts_reads_and_signs():
     """The key's first segment is the bucket; uploads upsert; links are signed URLs."""
-    async with httpx.AsyncClient() as http, respx.mock() as edge:
+    async with edge_client() as (http, edge):
         upload = edge.post(f"{SUPABASE}/storage/v1/object/thumbnails/u1/t1/thumbnail.png")
         upload.mock(return_value=httpx.Response(200, json={"Key": "x"}))
         edge.get(f"{SUPABASE}/storage/v1/object/thumbnails/u1/t1/thumbnail.png").mock(
@@ -42,7 +58,7 @@ async def test_supabase_storage_upserts_reads_and_signs():
 
 async def test_supabase_storage_failures_are_clear():
     """Missing objects are NOT_FOUND; an unreachable or refusing store is retryable 503."""
-    async with httpx.AsyncClient() as http, respx.mock() as edge:
+    async with edge_client() as (http, edge):
         edge.get(f"{SUPABASE}/storage/v1/object/thumbnails/none").mock(
             return_value=httpx.Response(404, json={"error": "not found"}))
         edge.post(f"{SUPABASE}/storage/v1/object/thumbnails/x").mock(
@@ -65,7 +81,7 @@ async def fetcher_for(http: httpx.AsyncClient, **names: list[str]) -> ImageFetch
 
 async def test_the_fetcher_connects_to_the_address_it_checked():
     """A public name is fetched from its resolved address, with the Host header kept."""
-    async with httpx.AsyncClient() as http, respx.mock() as edge:
+    async with edge_client() as (http, edge):
         route = edge.get("http://93.184.216.34/a.png").mock(return_value=httpx.Response(
             200, content=b"image", headers={"Content-Type": "image/png"}))
         fetcher = await fetcher_for(http, images_example_com=["93.184.216.34"])
@@ -91,7 +107,7 @@ async def test_the_fetcher_connects_to_the_address_it_checked():
 )
 async def test_the_fetcher_refuses_what_it_must_not_fetch(url, answer):
     """Private targets (also behind a redirect), oversize bodies, non-images, errors."""
-    async with httpx.AsyncClient() as http, respx.mock(assert_all_called=False) as edge:
+    async with edge_client(assert_all_called=False) as (http, edge):
         if answer is not None:
             edge.get(url).mock(return_value=answer)
         fetcher = await fetcher_for(http, rebind_example_com=["127.0.0.1"])
@@ -102,7 +118,7 @@ async def test_the_fetcher_refuses_what_it_must_not_fetch(url, answer):
 
 async def test_an_unreachable_image_host_is_a_retryable_provider_failure():
     """Connection errors while fetching are worth a retry."""
-    async with httpx.AsyncClient() as http, respx.mock() as edge:
+    async with edge_client() as (http, edge):
         edge.get("http://93.184.216.34/a.png").mock(side_effect=httpx.ConnectError("down"))
         fetcher = await fetcher_for(http)
         with pytest.raises(ProviderError) as info:

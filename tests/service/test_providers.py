@@ -15,13 +15,12 @@ import httpx
 import numpy as np
 import pytest
 import respx
-from asgi_lifespan import LifespanManager
 from PIL import Image
 
 import ratelimit
 from service import Settings, create_app
 from service.providers import RetryPolicy
-from tests.service.conftest import auth
+from tests.service.conftest import auth, in_process
 from tests.service.sse import SSE, events
 from tests.service.test_streams import set_account
 
@@ -72,12 +71,22 @@ def provider_env(service_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-async def served(provider_env, sleeps) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    """The app in process with a retry policy that never sleeps (no jitter), and a
-    client of it."""
+def edge() -> respx.MockRouter:
+    """The providers' HTTP edge, behind the app's own transport (nothing is patched
+    globally); a request nothing is routed for is an error."""
+    return respx.MockRouter(assert_all_called=False)
+
+
+@pytest.fixture
+async def served(
+    provider_env, sleeps, edge
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app in process with a retry policy that never sleeps (no jitter), its outgoing
+    HTTP sent to `edge`, and a client of it."""
     policy = RetryPolicy(sleep=sleeps, jitter=lambda _wait: 0.0)
-    app = create_app(Settings.from_env(provider_env), retry=policy)
-    async with LifespanManager(app) as manager:
+    app = create_app(Settings.from_env(provider_env), retry=policy,
+                     transport=httpx.MockTransport(edge.async_handler))
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      timeout=60) as client:
@@ -87,13 +96,6 @@ async def served(provider_env, sleeps) -> AsyncIterator[tuple[Any, httpx.AsyncCl
 @pytest.fixture
 def api(served) -> httpx.AsyncClient:
     return served[1]
-
-
-@pytest.fixture
-def edge() -> respx.MockRouter:
-    """The providers' HTTP edge; anything not routed is an error."""
-    with respx.mock(assert_all_called=False) as router:
-        yield router
 
 
 async def log_of(api: httpx.AsyncClient, op_id: str, user: str = "user-1") -> list[SSE]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import statistics
 
 import pytest
 
@@ -54,6 +56,23 @@ async def test_full_jitter_stays_within_the_exponential_bound():
     assert await policy.call(attempt, no_events) == "ok"
     for n, delay in enumerate(clock.slept):
         assert 0 <= delay <= min(5, 2 ** n)
+
+
+def test_full_jitter_spreads_delays_over_the_whole_range():
+    """With a seeded random, the delays of one retry cover [0, bound] evenly: some near
+    0, some near the bound, their mean near half of it (not a fixed or shrunken wait)."""
+    policy = RetryPolicy(base_delay_s=1, max_delay_s=20)
+    state = random.getstate()
+    random.seed(20261130)
+    try:
+        delays = [policy.delay(3, UNAVAILABLE) for _ in range(400)]  # bound: 1·2² = 4 s
+    finally:
+        random.setstate(state)
+    assert all(0 <= d <= 4 for d in delays)
+    assert min(delays) < 0.2
+    assert max(delays) > 3.8
+    assert 1.8 < statistics.mean(delays) < 2.2
+    assert len({round(d, 3) for d in delays}) > 350
 
 
 async def test_retry_after_is_honoured_and_a_longer_one_ends_the_retries():

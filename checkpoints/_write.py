@@ -1,0 +1,54 @@
+"""The writes whose SQL differs by dialect, as one small interface the store talks to.
+
+`_pg_write.py` implements it for PostgreSQL (a fenced write is one statement), and
+`_sqlite_write.py` for SQLite (a fenced write is one `BEGIN IMMEDIATE` transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ._errors import CheckpointError, LeaseLost, OperationNotFound
+from ._models import StepRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a fenced write tells its writer."""
+
+    seq: int | None  # the event's sequence number, when the write appended one
+    cancel_requested: bool  # someone asked to cancel the operation
+
+
+@dataclass(frozen=True, slots=True)
+class FencedWrite:
+    """One atomic write: the operation's row, and optionally a step row and an event."""
+
+    operation_id: str
+    token: int | None  # the writer's lease token; None writes without a fence
+    sets: Mapping[str, Any]  # the operation's columns, `updated_at` always among them
+    step: StepRecord | None
+    event: tuple[str, Mapping[str, Any]] | None
+    now: datetime
+
+    def refused(self) -> CheckpointError:
+        """The error to raise when no operation row let the write through."""
+        if self.token is not None:
+            return LeaseLost(self.operation_id, self.token)
+        return OperationNotFound(self.operation_id)
+
+
+class DialectWrites(Protocol):
+    """What the store asks of its database's dialect."""
+
+    def insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's INSERT, the one that knows ON CONFLICT."""
+
+    async def write(self, write: FencedWrite) -> Written:
+        """Apply `write` atomically; raise `write.refused()` when the fence refuses it."""
