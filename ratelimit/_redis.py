@@ -1,11 +1,7 @@
 """The Redis backend (`redis://`, `rediss://`, `unix://`; `redis+cluster://` for Redis
-Cluster).
-
-Its client is built for a hot path: short socket timeouts (50 ms by default) and no
-retries, so an unreachable Redis costs one short wait at most, and the limiter's circuit
-breaker takes it from there. On one Redis that client is the limiter's own multiplexed
-connection (`_connection`); on a cluster it is redis-py's `RedisCluster`; a redis-py
-`Redis` or `RedisCluster` given to `RedisBackend` works too. Every client error becomes
+Cluster), on redis-py: `connect` (see `_client`) makes its client, `Redis` for one Redis
+and `RedisCluster` for a cluster, with short timeouts and no retries; a redis-py `Redis` or
+`RedisCluster` given to `RedisBackend` works too. Every client error becomes
 `BackendUnavailable`.
 """
 
@@ -17,53 +13,24 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterCrossSlotError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from . import _scripts
 from ._backend import Bucket, Verdict, bucket_key, slots_key
-from ._connection import RedisConnection
+from ._client import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_SOCKET_TIMEOUT_S, RedisClient, connect
 from ._errors import BackendUnavailable
-
-RedisClient = RedisConnection | Redis | RedisCluster
 
 log = logging.getLogger("ratelimit")
 
-DEFAULT_SOCKET_TIMEOUT_S = 0.05
-# Connecting takes a TCP handshake and, under a burst of new connections on a busy event
-# loop, more than one read's worth of time; a dead host still costs little with the breaker.
-DEFAULT_CONNECT_TIMEOUT_S = 0.25
-
 # RedisClusterException (no node reachable at start-up) is not a RedisError.
 _FAILURES = (RedisError, RedisClusterException, OSError)
-
-
-def connect(
-    url: str,
-    *,
-    socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-) -> RedisClient:
-    """A client for the limiter: short timeouts, no retries, no extra round trips. One
-    multiplexed connection for `redis://`, `rediss://` and `unix://`; redis-py's
-    `RedisCluster` (no health checks, no CLIENT SETINFO) for `redis+cluster://` and
-    `rediss+cluster://`."""
-    for scheme in ("redis+cluster://", "rediss+cluster://"):
-        if url.startswith(scheme):
-            return RedisCluster.from_url(
-                url.replace("+cluster", "", 1),
-                socket_timeout=socket_timeout_s,
-                socket_connect_timeout=connect_timeout_s,
-                retry=Retry(NoBackoff(), 0),
-                driver_info=None,
-            )
-    return RedisConnection.from_url(
-        url, socket_timeout_s=socket_timeout_s, connect_timeout_s=connect_timeout_s
-    )
 
 
 class _Script:
@@ -146,7 +113,7 @@ class _BucketScripts:
 class RedisBackend:
     """Token buckets and slots in Redis: one atomic Lua script decides each request.
 
-    With `batching` (the default), on the limiter's own connection, requests that find
+    With `batching` (the default), on one Redis (not a `RedisCluster`), requests that find
     others of their route waiting for Redis are decided together by one run of the script
     (see `charge`). Such a run holds several callers' keys, so `redis://` must lead to one
     Redis: a sharding proxy that refuses the run (CROSSSLOT) turns runs off by itself;
@@ -232,12 +199,12 @@ class RedisBackend:
         return scripts
 
     async def charge(self, identity: str, buckets: Sequence[Bucket], cost: int) -> Verdict:
-        # On the limiter's own connection, a request is sent at once when none of its
-        # route's is waiting for Redis (a lone caller never waits). Otherwise it joins the
-        # requests gathering in this event-loop tick, and they are all decided by one run
-        # of the script when the tick ends: one command to pack, write and parse, one
-        # EVALSHA for Redis to dispatch and one reading of its clock for all of them.
-        # Other clients (Redis Cluster, redis-py) send every request at once.
+        # A request is sent at once when none of its route's is waiting for Redis (a lone
+        # caller never waits). Otherwise it joins the requests gathering in this
+        # event-loop tick, and they are all decided by one run of the script when the tick
+        # ends: one command for redis-py to send and parse (and one pooled connection to
+        # take), one EVALSHA for Redis to dispatch and one reading of its clock for all of
+        # them. On a cluster (or with `batching` off) every request is sent at once.
         scripts = self._scripts_of(buckets)
         batch = scripts.batch
         if batch is None and not (scripts.in_flight and self.batching):
@@ -346,7 +313,7 @@ class RedisBackend:
                 self._run(scripts, waiters, numkeys, args, lost=True)
                 return
             scripts.in_flight -= 1
-            if isinstance(answer, ResponseError) and str(answer).startswith("CROSSSLOT"):
+            if isinstance(answer, ClusterCrossSlotError):
                 # Not one Redis but a sharding proxy, which refuses a script whose keys
                 # live on different shards: the keys of one caller share a hash tag, the
                 # keys of a run do not. Runs stop here; each request goes alone.
