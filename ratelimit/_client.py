@@ -1,16 +1,11 @@
-"""The limiter's Redis client: redis-py, set up for a hot path, from the URL forms it takes.
+"""The limiter's Redis client: redis-py, set up for a hot path (see `connect`).
 
-    redis://[[user]:password@]host[:port][/db]
-    rediss://…   TLS; query options ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile,
-                 ssl_check_hostname
-    unix:///path/to/redis.sock[?db=N]
-    redis+cluster://node:port, rediss+cluster://…   a Redis Cluster (any node)
-
-redis-py reads the URL; this module only refuses what the limiter cannot honour. Other
-query options are refused because redis-py lets an option in the URL override the same
-argument given in code, and the timeouts and retries are the limiter's to set: short socket
-and connect timeouts (50 ms and 250 ms by default) and no retries, so an unreachable Redis
-costs one short wait at most, and the limiter's circuit breaker takes it from there.
+redis-py reads the URL; this module only refuses what the limiter cannot honour. Query
+options other than the database and TLS ones are refused because redis-py lets an option in
+the URL override the same argument given in code, and the timeouts and retries are the
+limiter's to set: short socket and connect timeouts (50 ms and 250 ms by default) and no
+retries, so an unreachable Redis costs one short wait at most, and the limiter's circuit
+breaker takes it from there.
 """
 
 from __future__ import annotations
@@ -38,8 +33,8 @@ _TLS_OPTIONS = frozenset(
 
 
 def check_redis_url(url: str) -> None:
-    """Raise `ValueError` unless `url` is one `connect` takes (see the module's docstring),
-    or `OSError` when a TLS file it names cannot be read. Nothing is connected."""
+    """Raise `ValueError` unless `url` is one `connect` takes, or `OSError` when a TLS file
+    it names cannot be read. Nothing is connected."""
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES:
         raise ValueError(f"not a Redis URL: {parts.scheme}://")
@@ -75,10 +70,17 @@ def connect(
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> RedisClient:
-    """A redis-py client for the limiter (nothing is connected yet): `Redis` for one Redis,
-    `RedisCluster` for `redis+cluster://` and `rediss+cluster://`; short timeouts, no
-    retries, no CLIENT SETINFO round trips on connecting. Raises `ValueError` (or `OSError`,
-    see `check_redis_url`) for a URL or timeout it cannot honour."""
+    """A redis-py client for the limiter (nothing is connected yet): short timeouts, no
+    retries, no CLIENT SETINFO round trips on connecting. `url` is one of
+
+        redis://[[user]:password@]host[:port][/db]
+        rediss://…   TLS; query options ssl_cert_reqs, ssl_ca_certs, ssl_certfile,
+                     ssl_keyfile, ssl_check_hostname
+        unix:///path/to/redis.sock[?db=N]
+        redis+cluster://host:port, rediss+cluster://…   a Redis Cluster (any node)
+
+    giving a `Redis`, or a `RedisCluster` for the last two. Raises `ValueError` (or
+    `OSError`, see `check_redis_url`) for a URL or timeout it cannot honour."""
     for name, value in (("socket", socket_timeout_s), ("connect", connect_timeout_s)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"the {name} timeout must be a positive number of seconds")
