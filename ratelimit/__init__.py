@@ -1,8 +1,8 @@
 """A global, weighted rate limiter: one atomic Redis script decides each request (or an
 in-process store for one instance), IETF RateLimit headers, per-route outage policy,
-concurrency slots. It talks to Redis over one multiplexed connection of its own, where
-concurrent requests are pipelined and decided together by one run of the script (see
-`RedisBackend.charge`); a Redis Cluster is reached through redis-py.
+concurrency slots. It talks to Redis (one, or a Cluster) through redis-py, with short
+timeouts and no retries; concurrent requests of a route are decided together by one run of
+the script (see `RedisBackend.charge`).
 
     limiter = RateLimiter.from_url(REDIS_URL or None, load_policies(RATE_LIMITS),
                                    trusted_proxies=TRUSTED_PROXIES, registry=registry)
@@ -17,7 +17,7 @@ to responses.
 
 from ._backend import Backend, Bucket, Verdict
 from ._breaker import CircuitBreaker
-from ._connection import RedisConnection
+from ._client import connect
 from ._errors import (
     BackendUnavailable,
     CostExceedsLimit,
@@ -40,7 +40,7 @@ from ._policy import (
     load_policies,
     parse_policies,
 )
-from ._redis import RedisBackend, connect
+from ._redis import RedisBackend
 from ._starlette import enforce_rate_limit, install_rate_limiter, rate_limiter_of
 
 __all__ = [
@@ -63,7 +63,6 @@ __all__ = [
     "RateLimitUnavailable",
     "RateLimiter",
     "RedisBackend",
-    "RedisConnection",
     "RoutePolicy",
     "Slot",
     "UnknownRoute",

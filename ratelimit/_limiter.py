@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ._backend import US_PER_S, Backend, Bucket, Verdict
 from ._breaker import CircuitBreaker
-from ._connection import RedisConnection
+from ._client import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_SOCKET_TIMEOUT_S, check_redis_url
 from ._denials import Denial, DenialCache
 from ._errors import (
     BackendUnavailable,
@@ -31,7 +31,7 @@ from ._identity import ClientIdentifier, Network, parse_networks
 from ._memory import MemoryBackend
 from ._metrics import Metrics, RouteCounters
 from ._policy import DEFAULT_POLICIES, Policies, RoutePolicy
-from ._redis import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_SOCKET_TIMEOUT_S, RedisBackend
+from ._redis import RedisBackend
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -76,9 +76,8 @@ class _Route:
 
 def check_url(url: str | None) -> None:
     """Raise `RateLimitConfigError` unless `url` is one `RateLimiter.from_url` takes:
-    `None` or `memory://`; `redis://`, `rediss://` or `unix://` (see
-    `RedisConnection.from_url` for their options); `redis+cluster://` or
-    `rediss+cluster://`. Nothing is connected."""
+    `None` or `memory://`; `redis://`, `rediss://`, `unix://`, `redis+cluster://` or
+    `rediss+cluster://` (see `connect` for their options). Nothing is connected."""
     if url is None or url.startswith("memory://"):
         return
     if not url.startswith(_REDIS_SCHEMES):
@@ -86,11 +85,10 @@ def check_url(url: str | None) -> None:
             "rate limiter URL must be redis://, rediss://, unix://, redis+cluster://, "
             f"rediss+cluster:// or memory://, got {url.split('://')[0]}://"
         )
-    if "+cluster://" not in url:
-        try:
-            RedisConnection.from_url(url)
-        except (ValueError, OSError) as exc:  # OSError: a TLS file that cannot be read
-            raise RateLimitConfigError(f"rate limiter URL: {exc}") from None
+    try:
+        check_redis_url(url)
+    except (ValueError, OSError) as exc:  # OSError: a TLS file that cannot be read
+        raise RateLimitConfigError(f"rate limiter URL: {exc}") from None
 
 
 def _buckets(policy: RoutePolicy, policies: Policies, divisor: int) -> tuple[Bucket, ...]:

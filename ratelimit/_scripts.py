@@ -63,8 +63,8 @@ end
 # order of the constants), ARGV the cost of each request (absent: every cost is 1, the
 # common case, so nothing is sent). Each request takes its cost from every one of its
 # buckets, or from none when any lacks it (a refusal charges nothing). Returns integers,
-# for each request {retry_after_us, remaining_1, reset_us_1, remaining_2, …}: hiredis turns
-# them into Python ints with no parsing left to do on the client.
+# for each request {retry_after_us, remaining_1, reset_us_1, remaining_2, …}: hiredis
+# (redis-py's parser) turns them into Python ints with no parsing left to do on the client.
 _CHARGE = _HEAD + """
 local out = {}
 local o = 0

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio
 
-from ratelimit import CircuitBreaker, Policies, RateLimiter, RedisBackend, RoutePolicy
-from ratelimit._redis import connect
+from ratelimit import CircuitBreaker, Policies, RateLimiter, RedisBackend, RoutePolicy, connect
 from tests.clock import FakeClock
 from tests.servers import MissingBinary, RedisServer, free_port
 
@@ -116,12 +114,12 @@ def cluster_url(redis_cluster: Cluster) -> str:
 MakeLimiter = Callable[..., Awaitable[RateLimiter]]
 
 
-@pytest.fixture(params=["memory", "redis", "redis-py", "cluster"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def make_limiter(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[MakeLimiter]:
-    """A factory of limiters on each backend in turn (memory on the fake clock; Redis on the
-    limiter's own connection, and on a redis-py client handed to `RedisBackend`)."""
+    """A factory of limiters on each backend in turn (memory on the fake clock; one Redis
+    and a Redis Cluster, each on the client `connect` makes)."""
     made: list[RateLimiter] = []
     kind = request.param
     url = "memory://"
@@ -134,12 +132,7 @@ async def make_limiter(
             limiter = RateLimiter.from_url(url, pol, clock=clock, **options)
         else:
             # Generous timeouts: these tests check behaviour, not the outage policy.
-            client = (
-                redis.asyncio.Redis.from_url(url, socket_timeout=5.0)
-                if kind == "redis-py"
-                else connect(url, socket_timeout_s=5.0)
-            )
-            backend = RedisBackend(client, owns_client=True)
+            backend = RedisBackend(connect(url, socket_timeout_s=5.0), owns_client=True)
             options.setdefault("breaker", CircuitBreaker(failure_threshold=100))
             limiter = RateLimiter(backend, pol, **options)
         made.append(limiter)

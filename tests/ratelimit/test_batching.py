@@ -1,4 +1,4 @@
-"""Requests decided together: on the limiter's own connection, the requests of one
+"""Requests decided together: on one Redis, the requests of one
 event-loop tick that find another of their route waiting for Redis share one run of the
 charge script. Each is still all-or-none and decided in order."""
 

@@ -1,38 +1,38 @@
-"""The limiter's multiplexed Redis connection on real redis-servers: replies reach the right
-callers under concurrency and cancellation, failures are short and never retried, and the
-URL forms (password, ACL user, database, unix socket, TLS) work."""
+"""How the limiter reaches Redis (redis-py, set up by `connect`), on real redis-servers and
+on both event loops: the URL forms (password, ACL user, database, unix socket, TLS) work and
+bad ones are refused at start-up; a Redis that stops answering costs one short timeout, a
+dead one is noticed at once and so is its return; a cancelled decision never hands its
+answer to another caller."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio
-from redis.exceptions import (
-    AuthenticationError,
-    ConnectionError,
-    NoScriptError,
-    ResponseError,
-    TimeoutError,
-)
 
 from ratelimit import (
+    BackendUnavailable,
+    Bucket,
+    CircuitBreaker,
     Policies,
     RateLimitConfigError,
     RateLimiter,
-    RedisConnection,
+    RateLimitUnavailable,
+    RedisBackend,
     RoutePolicy,
-    connect,
 )
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 GEN = RoutePolicy("generate", 10, 60)
+BUCKETS = (Bucket("generate", 10, 60_000_000),)
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -43,7 +43,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]
 
 @pytest.fixture
 def own_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, started with the test's `extra_args` marker."""
+    """A redis-server of this test's own, started with the test's `redis_args` marker."""
     marker = request.node.get_closest_marker("redis_args")
     server = RedisServer(extra_args=tuple(marker.args) if marker else ())
     server.start()
@@ -53,113 +53,107 @@ def own_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
         server.destroy()
 
 
-async def test_concurrent_callers_each_get_their_own_reply(redis_url: str) -> None:
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
+async def pause_redis(url: str, milliseconds: int) -> None:
+    """Redis holds every client's commands for `milliseconds` (CLIENT PAUSE)."""
+    admin = redis.asyncio.Redis.from_url(url)
     try:
-        replies = await asyncio.gather(*(client.execute("ECHO", f"n{i}") for i in range(500)))
-        assert replies == [f"n{i}".encode() for i in range(500)]
-    finally:
-        await client.aclose()
-
-
-async def test_a_cancelled_caller_never_hands_its_reply_to_the_next(redis_url: str) -> None:
-    """BLPOP holds the connection for 0.3 s; its caller gives up after 0.05 s. The PING
-    behind it must get PONG, not the BLPOP's nil."""
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
-    try:
-        blocked = asyncio.ensure_future(client.execute("BLPOP", "nothing-here", "0.3"))
-        await asyncio.sleep(0.05)
-        blocked.cancel()
-        assert await client.execute("PING") == b"PONG"
-        assert await client.execute("ECHO", "after") == b"after"
-    finally:
-        await client.aclose()
-
-
-async def test_error_replies_are_redis_py_errors_and_keep_the_connection(redis_url: str) -> None:
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
-    try:
-        await client.execute("SET", "conn:text", "abc")
-        with pytest.raises(ResponseError, match="not an integer"):
-            await client.execute("INCR", "conn:text")
-        with pytest.raises(NoScriptError):
-            await client.evalsha("0" * 40, 0)
-        sha = await client.script_load("return 7")
-        assert await client.evalsha(sha, 0) == 7
-    finally:
-        await client.aclose()
-
-
-async def test_a_silent_redis_times_out_every_waiting_command_then_reconnects(
-    redis_url: str,
-) -> None:
-    """A reply that does not come within the socket timeout fails its command and those
-    behind it at once (the connection is dropped); the next command connects anew."""
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=0.1)
-    try:
-        assert await client.ping()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        blocked = client.execute("BLPOP", "nothing-here", "2")
-        behind = client.execute("PING")
-        with pytest.raises(TimeoutError):
-            await blocked
-        with pytest.raises(TimeoutError):
-            await behind
-        assert loop.time() - started < 1.0
-        assert await client.ping()
-    finally:
-        await client.aclose()
-
-
-async def test_a_dead_redis_is_a_connection_error_and_its_return_is_noticed(
-    own_redis: RedisServer,
-) -> None:
-    client = RedisConnection.from_url(own_redis.url, socket_timeout_s=1.0)
-    try:
-        assert await client.ping()
-        own_redis.kill()
-        with pytest.raises(ConnectionError):
-            await client.ping()
-        with pytest.raises(ConnectionError):  # refused at once: nothing listens
-            await client.ping()
-        own_redis.start()
-        assert await client.ping()
-    finally:
-        await client.aclose()
-
-
-async def test_callers_arriving_together_share_one_connection(redis_url: str) -> None:
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
-    admin = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        name = "conn-test-shared"
-        await asyncio.gather(
-            client.execute("CLIENT", "SETNAME", name),
-            *(client.execute("PING") for _ in range(50)),
-        )
-        clients = await admin.client_list()
-        assert sum(1 for c in clients if c["name"] == name) == 1
+        await admin.client_pause(milliseconds)
     finally:
         await admin.aclose()
-        await client.aclose()
+
+
+async def test_a_cancelled_decision_never_hands_its_answer_to_the_next(
+    own_redis: RedisServer,
+) -> None:
+    """A caller that gives up while Redis holds its request leaves nothing behind: the next
+    decision, for another caller, gets its own answer."""
+    limiter = RateLimiter.from_url(own_redis.url, Policies({"generate": GEN}), socket_timeout_s=5.0)
+    try:
+        await limiter.check("generate", "user:warm")
+        await pause_redis(own_redis.url, 300)
+        given_up = asyncio.ensure_future(limiter.check("generate", "user:a", cost=3))
+        await asyncio.sleep(0.05)
+        given_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+        assert (await limiter.check("generate", "user:b")).remaining == 9
+        assert (await limiter.check("generate", "user:b", cost=2)).remaining == 7
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_redis_that_stops_answering_costs_one_short_timeout_then_answers_again(
+    own_redis: RedisServer,
+) -> None:
+    """While Redis answers nothing, every waiting decision fails after the socket timeout
+    (not later, and not retried); once it answers, decisions come from it again."""
+    limiter = RateLimiter.from_url(
+        own_redis.url,
+        Policies({"generate": GEN}),
+        socket_timeout_s=0.1,
+        breaker=CircuitBreaker(failure_threshold=100),
+    )
+    try:
+        assert (await limiter.check("generate", "user:a")).source == "redis"
+        await pause_redis(own_redis.url, 1000)
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(limiter.check("generate", f"user:{i}") for i in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, RateLimitUnavailable) for r in results)
+        assert time.perf_counter() - started < 0.5
+        await asyncio.sleep(max(0.0, started + 1.0 - time.perf_counter()))
+        assert (await limiter.check("generate", "user:a")).remaining == 8
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_dead_redis_is_noticed_at_once_and_so_is_its_return(
+    own_redis: RedisServer,
+) -> None:
+    """A killed Redis refuses connections: each call fails at once; restarted, it is used
+    again by the same backend."""
+    backend = RedisBackend.from_url(own_redis.url, socket_timeout_s=1.0)
+    try:
+        assert (await backend.charge("user:a", BUCKETS, 1)).remaining == (9,)
+        own_redis.kill()
+        for _ in range(2):
+            started = time.perf_counter()
+            with pytest.raises(BackendUnavailable):
+                await backend.charge("user:a", BUCKETS, 1)
+            assert time.perf_counter() - started < 0.5
+        assert not await backend.ping()
+        own_redis.start()
+        assert await backend.ping()
+        # The restarted Redis is empty: a full bucket again.
+        assert (await backend.charge("user:a", BUCKETS, 1)).remaining == (9,)
+    finally:
+        await backend.aclose()
 
 
 @pytest.mark.redis_args("--requirepass", "s3cret")
 async def test_password_and_database_from_the_url(own_redis: RedisServer) -> None:
+    """The password and database of the URL are used; a wrong password is an unavailable
+    backend, not a crash."""
     base = f"127.0.0.1:{own_redis.port}"
-    client = RedisConnection.from_url(f"redis://:s3cret@{base}/3", socket_timeout_s=5.0)
+    limiter = RateLimiter.from_url(
+        f"redis://:s3cret@{base}/3", Policies({"generate": GEN}), socket_timeout_s=5.0
+    )
     admin = redis.asyncio.Redis.from_url(f"redis://:s3cret@{base}/3")
     try:
-        await client.execute("SET", "where", "three")
-        assert await admin.get("where") == b"three"
+        assert (await limiter.check("generate", "user:a")).remaining == 9
+        assert await admin.exists("rl:{user:a}:generate:tokens") == 1
     finally:
         await admin.aclose()
-        await client.aclose()
-    wrong = RedisConnection.from_url(f"redis://:wrong@{base}/0", socket_timeout_s=5.0)
-    with pytest.raises(AuthenticationError):
-        await wrong.ping()
-    await wrong.aclose()
+        await limiter.aclose()
+    wrong = RedisBackend.from_url(f"redis://:wrong@{base}/0", socket_timeout_s=5.0)
+    try:
+        with pytest.raises(BackendUnavailable, match="password"):
+            await wrong.charge("user:a", BUCKETS, 1)
+        assert not await wrong.ping()
+    finally:
+        await wrong.aclose()
 
 
 @pytest.mark.redis_args(
@@ -176,6 +170,7 @@ async def test_acl_user_from_the_url(own_redis: RedisServer) -> None:
 
 
 async def test_unix_socket(tmp_path: Path) -> None:
+    """unix:///path?db=N reaches Redis over its socket."""
     sock = tmp_path / "redis.sock"
     server = RedisServer(extra_args=("--unixsocket", str(sock), "--unixsocketperm", "700"))
     server.start()
@@ -210,7 +205,8 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 async def test_tls(tmp_path: Path) -> None:
-    """rediss:// verifies the server against `ssl_ca_certs`, or not at all when told."""
+    """rediss:// verifies the server against `ssl_ca_certs`, or not at all when told, and
+    an unverifiable server is an unavailable backend."""
     cert, key = _self_signed(tmp_path)
     server = RedisServer()
     server.extra_args = (
@@ -221,15 +217,17 @@ async def test_tls(tmp_path: Path) -> None:
     base = f"rediss://localhost:{server.port}/0"
     try:
         for url in (f"{base}?ssl_ca_certs={cert}", f"{base}?ssl_cert_reqs=none"):
-            client = connect(url, socket_timeout_s=5.0)
+            limiter = RateLimiter.from_url(url, Policies({"generate": GEN}), socket_timeout_s=5.0)
             try:
-                assert await client.ping()
+                assert (await limiter.check("generate", "user:a")).source == "redis"
             finally:
-                await client.aclose()
-        unverified = connect(base, socket_timeout_s=5.0, connect_timeout_s=5.0)
-        with pytest.raises(ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
-            await unverified.ping()
-        await unverified.aclose()
+                await limiter.aclose()
+        unverified = RedisBackend.from_url(base, socket_timeout_s=5.0, connect_timeout_s=5.0)
+        try:
+            with pytest.raises(BackendUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+                await unverified.charge("user:a", BUCKETS, 1)
+        finally:
+            await unverified.aclose()
     finally:
         server.destroy()
 
@@ -237,41 +235,35 @@ async def test_tls(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://127.0.0.1:6379/0?socket_timeout=5", "unsupported option"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=5", "unsupported option.*socket_timeout"),
+        ("redis+cluster://127.0.0.1:6379?retry_on_timeout=yes", "unsupported option"),
+        ("redis://127.0.0.1:6379/0?ssl_cert_reqs=none", "unsupported option"),
         ("redis://127.0.0.1:6379/zero", "must be a number"),
-        ("rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
+        ("unix:///run/redis.sock?db=one", "must be a number"),
+        ("rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe", "TLS option.*maybe"),
         ("redis://limiter@127.0.0.1:6379/0", "needs its password"),
         ("rediss://127.0.0.1:6379/0?ssl_ca_certs=/nonexistent/ca.pem", "No such file"),
     ],
 )
 def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
+    """A URL the limiter cannot honour fails at start-up, saying why; options that would
+    override its timeouts or retries are refused."""
     with pytest.raises(RateLimitConfigError, match=message):
         RateLimiter.from_url(url)
 
 
-async def test_closing_while_connecting_fails_the_callers_and_keeps_nothing(
-    redis_url: str,
-) -> None:
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
-    waiting = [asyncio.ensure_future(client.ping()) for _ in range(3)]
-    await asyncio.sleep(0)  # they are waiting for the connection now
-    await client.aclose()
-    for task in waiting:
-        with pytest.raises(ConnectionError, match="closed"):
-            await task
-    with pytest.raises(ConnectionError, match="closed"):
-        await client.ping()
-
-
 def test_timeouts_must_be_positive() -> None:
+    """A zero timeout is refused at start-up."""
     with pytest.raises(RateLimitConfigError, match="timeout must be a positive"):
         RateLimiter.from_url("redis://127.0.0.1:6379/0", socket_timeout_s=0)
 
 
 async def test_an_empty_password_sends_no_auth(redis_url: str) -> None:
     """`redis://:@host` is a Redis without a password, as redis-py reads it."""
-    client = RedisConnection.from_url(redis_url.replace("://", "://:@", 1), socket_timeout_s=5.0)
+    limiter = RateLimiter.from_url(
+        redis_url.replace("://", "://:@", 1), Policies({"generate": GEN}), socket_timeout_s=5.0
+    )
     try:
-        assert await client.ping()
+        assert (await limiter.check("generate", "user:a")).source == "redis"
     finally:
-        await client.aclose()
+        await limiter.aclose()

@@ -8,8 +8,9 @@ import random
 import struct
 
 import pytest
+import redis.asyncio
 
-from ratelimit import Bucket, RedisConnection
+from ratelimit import Bucket
 from ratelimit import _bucket as arithmetic
 from ratelimit._scripts import charge_one_script, charge_script
 
@@ -40,10 +41,10 @@ def expected(
     return out, states
 
 
-async def stored(client: RedisConnection, keys: list[str]) -> list[State]:
+async def stored(client: redis.asyncio.Redis, keys: list[str]) -> list[State]:
     states: list[State] = []
     for key in keys:
-        value = await client.execute("GET", key)
+        value = await client.get(key)
         if value is None:
             states.append(None)
         else:
@@ -59,12 +60,12 @@ async def test_both_scripts_follow_the_integer_arithmetic(redis_url: str, shape:
     buckets = SHAPES[shape]
     n = len(buckets)
     one, run = charge_one_script(buckets), charge_script(buckets)
-    client = RedisConnection.from_url(redis_url, socket_timeout_s=5.0)
+    client = redis.asyncio.Redis.from_url(redis_url)
     rng = random.Random(shape)
     try:
         for script in (one, run):
             keys = [f"rl:{{user:oracle-{shape}}}:{b.name}:tokens" for b in buckets]
-            await client.execute("DEL", *keys)
+            await client.delete(*keys)
             for _ in range(60):
                 # One request at a time with the one-request script; runs of 1-5 with the
                 # other, so that later requests of a run see what earlier ones took.
@@ -74,7 +75,7 @@ async def test_both_scripts_follow_the_integer_arithmetic(redis_url: str, shape:
                 args: list[str | int] = keys * size
                 if any(c != 1 for c in costs):
                     args += costs
-                out = await client.execute("EVAL", script, n * size, *args)
+                out = await client.eval(script, n * size, *args)
                 after = await stored(client, keys)
                 # The server time of the run: what it stored, if anything was admitted.
                 times = {s[1] for s in after if s is not None} - {
