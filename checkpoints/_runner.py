@@ -136,7 +136,13 @@ class Run:
         while True:
             await self.runner.sleep(self.runner.renew_every)
             try:
-                self.lease = await self.store.renew_lease(self.lease, self.runner.lease_ttl)
+                # `claim` cancels this keeper when the run ends, often mid-renewal. Cut off
+                # there on SQLite, the renewal's UPDATE … RETURNING is left unfinished and
+                # keeps the database's write lock (until its cursor is garbage-collected),
+                # stalling every writer of every process for the busy timeout and beyond.
+                self.lease = await _durable(
+                    self.store.renew_lease(self.lease, self.runner.lease_ttl)
+                )
             except LeaseLost:
                 log.warning("lease on %s lost to a newer owner", self.operation.id)
                 self.lost = True

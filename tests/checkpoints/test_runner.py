@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from checkpoints import (
     CheckpointStore,
@@ -19,6 +20,7 @@ from checkpoints import (
     Runner,
     Step,
     StepContext,
+    operations,
 )
 from tests.checkpoints.child import make_plan
 from tests.clock import FakeClock
@@ -329,6 +331,48 @@ async def test_an_owner_whose_lease_is_taken_over_is_stopped(
     finally:
         await old_store.close()
         await new_store.close()
+
+
+async def test_a_run_that_ends_while_its_lease_renewal_waits_leaves_the_store_writable(
+    store: CheckpointStore,
+):
+    """The run ends while its lease renewal waits for a lock another transaction holds:
+    the renewal is let finish, and afterwards the lease is released and writes go through
+    (cut off mid-statement on SQLite, it kept the write lock and stalled every writer)."""
+    op_id = await new_operation(store)
+    claimed, renew_now = asyncio.Event(), asyncio.Event()
+    renewing, leaving = asyncio.Event(), asyncio.Event()
+    sleeps = 0
+
+    async def first_renewal_on_cue(_seconds: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await (renew_now.wait() if sleeps == 1 else asyncio.Event().wait())
+
+    @sa.event.listens_for(store.engine.sync_engine, "before_cursor_execute")
+    def spot_the_renewal(_conn, _cursor, statement: str, *_rest: object) -> None:
+        # Fires just before the driver gets the statement: it is in flight from then on.
+        if statement.startswith("UPDATE operations SET lease_expires_at"):
+            renewing.set()
+
+    async def run() -> None:
+        async with Runner(store, owner="test", sleep=first_renewal_on_cue).claim(op_id):
+            claimed.set()
+            await renewing.wait()
+            leaving.set()  # the claim stops its lease keeper right after this
+
+    task = asyncio.create_task(run())
+    await claimed.wait()
+    async with store.engine.begin() as blocker:  # the write lock (SQLite), the row's lock
+        await blocker.execute(
+            sa.select(operations.c.id).where(operations.c.id == op_id).with_for_update()
+        )
+        renew_now.set()
+        await leaving.wait()
+    await task
+    assert (await store.get_operation(op_id)).lease_owner is None
+    written = await store.append_event(op_id, "after", {})
+    assert written.seq == 1
 
 
 async def test_racing_runners_execute_each_step_exactly_once(db_url: str):
