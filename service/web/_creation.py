@@ -40,8 +40,8 @@ from ..operations import (
 from ..providers import MAX_IMAGE_BYTES, check_public_urls, image_model, video_id_of
 from ._auth import Principal
 from ._bodies import EditBody, GenerateBody, HeatmapBody, RequestBody, VideoAnalysisBody, parse
-from ._negotiation import idempotency_key, path_id
-from ._respond import respond
+from ._negotiation import idempotency_key, path_id, wants_stream
+from ._respond import respond, stream_slot
 from ._route_limits import limited_by
 from ._services import Services, services_of
 
@@ -62,7 +62,9 @@ class Creation:
     user: str
     key: str | None
 
-    async def replay(self, kind: str, inputs: Mapping[str, Any]) -> Response | None:
+    async def replay(
+        self, kind: str, inputs: Mapping[str, Any], stream: ratelimit.Slot | None = None
+    ) -> Response | None:
         """The answer for a repeated Idempotency-Key (no rate-limit units, no new run),
         or None for a new request. Another body under the same key → 422."""
         if self.key is None:
@@ -76,10 +78,11 @@ class Creation:
             )
         await self.svc.operations.take_over_if_orphaned(existing)
         return await respond(self.request, existing, after=0, principal=Principal(self.user),
-                             headers=self.svc.limiter.policy_headers(ROUTE_OF_KIND[kind]))
+                             headers=self.svc.limiter.policy_headers(ROUTE_OF_KIND[kind]),
+                             stream_slot=stream)
 
     async def _created_meanwhile(
-        self, kind: str, inputs: Mapping[str, Any]
+        self, kind: str, inputs: Mapping[str, Any], stream: ratelimit.Slot | None
     ) -> Response | None:
         """A refused request with an Idempotency-Key whose twin, sent at the same time, got
         through: the twin's operation (it is the same request), not a 429. The twin creates
@@ -87,7 +90,7 @@ class Creation:
         if self.key is None:
             return None
         for _ in range(TWIN_CHECKS):
-            if (followed := await self.replay(kind, inputs)) is not None:
+            if (followed := await self.replay(kind, inputs, stream)) is not None:
                 return followed
             await asyncio.sleep(TWIN_CHECK_INTERVAL_S)
         return None
@@ -96,13 +99,26 @@ class Creation:
         self, kind: str, inputs: Mapping[str, Any], *, cost: int, prepare: Prepare | None = None
     ) -> Response:
         """Charge the rate limit, hold a concurrency slot, `prepare`, create the operation
-        and start its run; every unit and slot is given back when nothing was created."""
+        and start its run; every unit and slot is given back when nothing was created. A
+        stream is counted before anything is written (429 past the user's streams)."""
+        stream = await stream_slot(self.svc, self.user) if wants_stream(self.request) else None
+        try:
+            return await self._start(kind, inputs, cost=cost, prepare=prepare, stream=stream)
+        except BaseException:
+            if stream is not None:
+                await stream.release()
+            raise
+
+    async def _start(
+        self, kind: str, inputs: Mapping[str, Any], *, cost: int, prepare: Prepare | None,
+        stream: ratelimit.Slot | None,
+    ) -> Response:
         svc, route_id = self.svc, ROUTE_OF_KIND[kind]
         try:
             decision = await ratelimit.enforce_rate_limit(route_id, self.request, self.user,
                                                           cost=cost)
         except ratelimit.RateLimitExceeded:
-            if (followed := await self._created_meanwhile(kind, inputs)) is not None:
+            if (followed := await self._created_meanwhile(kind, inputs, stream)) is not None:
                 return followed
             raise
         try:
@@ -111,7 +127,7 @@ class Creation:
         except ratelimit.RateLimitError as exc:
             await svc.limiter.refund(route_id, self.user, decision.cost)
             if (isinstance(exc, ratelimit.RateLimitExceeded)
-                    and (followed := await self._created_meanwhile(kind, inputs)) is not None):
+                    and (followed := await self._created_meanwhile(kind, inputs, stream))):
                 return followed
             raise
         try:
@@ -130,7 +146,7 @@ class Creation:
             await slot.release()  # a concurrent request with the same key created it
             await svc.limiter.refund(route_id, self.user, decision.cost)
         return await respond(self.request, op, after=0, headers=decision.headers,
-                             principal=Principal(self.user))
+                             principal=Principal(self.user), stream_slot=stream)
 
 
 async def _begin(request: Request, model: type[B]) -> tuple[Creation, B]:

@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+import ratelimit
 from checkpoints import Operation
 
 from .._errors import ErrorInfo, RunError
@@ -32,12 +33,15 @@ async def respond(
     after: int,
     principal: Principal,
     headers: Mapping[str, str] | None = None,
+    stream_slot: ratelimit.Slot | None = None,
 ) -> Response:
-    """The contract's negotiation: SSE, `Prefer: respond-async`, or JSON at the end."""
+    """The contract's negotiation: SSE, `Prefer: respond-async`, or JSON at the end.
+    `stream_slot`: the user's stream slot, when the caller already holds it."""
     svc = services_of(request)
     headers = dict(headers or {})
     if wants_stream(request):
-        return await stream_response(svc, op.id, after, headers, principal.user_id)
+        return await stream_response(svc, op.id, after, headers, principal.user_id,
+                                     slot=stream_slot)
     if not wants_async(request):
         finished = await svc.operations.wait_until_finished(op.id, svc.settings.sync_wait_s)
         if finished is not None:
@@ -77,13 +81,20 @@ async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
     return await svc.snapshots.of(op, await svc.store.get_steps(op.id))
 
 
+async def stream_slot(svc: Services, user_id: str) -> ratelimit.Slot:
+    """One of the user's `streams` slots (429 when all are held, on any instance)."""
+    return await svc.limiter.acquire_slot("streams", user_id, ttl_s=svc.settings.lease_ttl_s)
+
+
 async def stream_response(
-    svc: Services, operation_id: str, after: int, headers: Mapping[str, str], user_id: str
+    svc: Services, operation_id: str, after: int, headers: Mapping[str, str], user_id: str,
+    *, slot: ratelimit.Slot | None = None,
 ) -> Response:
     """The operation's events after `after` as Server-Sent Events, live until its final
     terminal event; the run itself belongs to the process, not to this stream. A stream
-    holds one of the user's `streams` slots (429 when all are held, on any instance)."""
-    slot = await svc.limiter.acquire_slot("streams", user_id, ttl_s=svc.settings.lease_ttl_s)
+    holds one of the user's `streams` slots for as long as it is open (`slot`, or one
+    taken here)."""
+    slot = slot or await stream_slot(svc, user_id)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         svc.metrics.open_streams.inc()
