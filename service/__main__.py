@@ -54,11 +54,14 @@ def _serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from ._app import create_app
+    from ._serving import KEEP_ALIVE_S, GuardedHttpProtocol
 
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
         # Streams end at once on shutdown (clients reconnect elsewhere); runs get
         # SHUTDOWN_GRACE_S in the lifespan to checkpoint their current step.
         timeout_graceful_shutdown=5,

@@ -2,6 +2,7 @@
 
     ServiceError                      code, message, status, retryable, retry_after
     ├── ValidationFailed              400 VALIDATION_ERROR
+    ├── BodyTooSlow                   408 VALIDATION_ERROR: the body came too slowly
     ├── IdempotencyConflict           422 IDEMPOTENCY_KEY_REUSED
     ├── Unauthorized                  401 UNAUTHORIZED
     ├── NotFound                      404 NOT_FOUND
@@ -157,6 +158,13 @@ class ServiceError(Exception):
 
 class ValidationFailed(ServiceError):
     status = 400
+    code = "VALIDATION_ERROR"
+
+
+class BodyTooSlow(ServiceError):
+    """The request body did not arrive within its deadline (a slow client)."""
+
+    status = 408
     code = "VALIDATION_ERROR"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import statistics
 import time
@@ -239,3 +240,83 @@ async def test_events_carry_no_storage_keys(client, service_env):
         assert "thumbnails/" not in text.replace(
             "/v1/files/thumbnails/", "")
         assert "sha256" not in text
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, within: float) -> bytes:
+    async with asyncio.timeout(within):
+        return await reader.read()
+
+
+async def test_a_client_sending_headers_slowly_is_cut_off(spawn, service_env):
+    """Headers trickling in one byte a second: 408 and the connection closed once the
+    header deadline has passed (a slowloris holds nothing for long)."""
+    from service._serving import HEADER_TIMEOUT_S
+
+    server = spawn(service_env)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+
+    async def trickle() -> None:
+        for _ in range(int(HEADER_TIMEOUT_S * 3)):
+            await asyncio.sleep(1)
+            if writer.is_closing():
+                return
+            writer.write(b"X")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+    dripping = asyncio.create_task(trickle())
+    try:
+        answer = await _read_until_closed(reader, HEADER_TIMEOUT_S * 2)
+    finally:
+        dripping.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+async def test_oversized_headers_are_refused(spawn, service_env):
+    """540 KB of headers: 431 and the connection closed, not read into memory."""
+    server = spawn(service_env)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    with contextlib.suppress(ConnectionError):
+        for i in range(540):
+            writer.write(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000))
+            await writer.drain()
+    try:
+        answer = await _read_until_closed(reader, 30)
+    except ConnectionResetError:
+        answer = b"reset"  # closed with our headers unread: the 431 may be lost with them
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431") or answer == b"reset", answer[:100]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(app, client):
+    """A body that stops coming: 408 once its deadline has passed (here 0.2 s), and the
+    handler never sees it."""
+    from service.web import BodyLimit
+
+    guarded = BodyLimit(app, max_bytes=1 << 20, body_timeout_s=0.2)
+    scope = {"type": "http", "method": "POST", "path": "/v1/thumbnails", "raw_path":
+             b"/v1/thumbnails", "query_string": b"", "headers": [
+                 (b"authorization", auth()["Authorization"].encode()),
+                 (b"content-type", b"application/json")],
+             "http_version": "1.1", "scheme": "http", "server": ("test", 80),
+             "client": ("127.0.0.1", 1), "root_path": "", "app": app}
+    chunks = [{"type": "http.request", "body": b'{"title"', "more_body": True}]
+
+    async def receive():
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    await guarded(scope, receive, send)
+    assert sent[0]["status"] == 408
