@@ -10,17 +10,15 @@ import json
 import logging
 from typing import Any, Final
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import ProviderError
 from .._images import decoded_size
 from ._failures import BLOCKED_FINISH_REASONS, NO_IMAGE_FINISH_REASONS, post_json
-from ._fetch import ImageFetcher
 from ._models import IMAGE_MODELS as MODEL_CHOICES
 from ._models import image_model
 from ._prompts import ANALYTICS_SCHEMA, HEATMAP_PROMPT, VIDEO_PROMPT, edit_prompt, thumbnail_prompt
-from ._protocol import EditRequest, GeneratedImage, ImageRequest
+from ._protocol import EditRequest, GeneratedImage, ImageRequest, RemoteProvider
 
 log = logging.getLogger("service.providers")
 
@@ -91,16 +89,8 @@ def _parts(answer: Any) -> list[dict[str, Any]]:
     return [p for p in parts if isinstance(p, dict)]
 
 
-class GeminiProvider:
+class GeminiProvider(RemoteProvider):
     name = "gemini"
-
-    def __init__(
-        self, http: httpx.AsyncClient, api_key: str, base_url: str, fetcher: ImageFetcher
-    ) -> None:
-        self._http = http
-        self._key = api_key
-        self._base = base_url
-        self._fetcher = fetcher
 
     async def _call(self, model: str, body: dict[str, Any], context: str) -> Any:
         log.info("provider call", extra={"provider": self.name, "context": context})

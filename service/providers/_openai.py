@@ -8,15 +8,12 @@ import binascii
 import logging
 from typing import Any, Final
 
-import httpx
-
 from .._errors import ProviderError
 from .._images import decoded_size
 from ._failures import post_json
-from ._fetch import ImageFetcher
 from ._models import image_model
 from ._prompts import HEATMAP_PROMPT, edit_prompt, thumbnail_prompt
-from ._protocol import EditRequest, GeneratedImage, ImageRequest
+from ._protocol import EditRequest, GeneratedImage, ImageRequest, RemoteProvider
 
 log = logging.getLogger("service.providers")
 
@@ -36,16 +33,8 @@ def size_for(aspect_ratio: str) -> str:
     return "1024x1024"
 
 
-class OpenAIProvider:
+class OpenAIProvider(RemoteProvider):
     name = "openai"
-
-    def __init__(
-        self, http: httpx.AsyncClient, api_key: str, base_url: str, fetcher: ImageFetcher
-    ) -> None:
-        self._http = http
-        self._key = api_key
-        self._base = base_url
-        self._fetcher = fetcher
 
     async def _decode(self, answer: Any) -> GeneratedImage:
         try:

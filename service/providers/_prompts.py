@@ -54,46 +54,64 @@ HEATMAP_PROMPT: Final = (
     "legend, no text."
 )
 
-VIDEO_PROMPT: Final = """Analyze this YouTube video for its creator. Fill every field:
-1. summary: 2-4 sentences on what the video is about.
-2. topic: the main topic or category.
-3. tone: the overall tone (e.g. educational, entertaining, dramatic).
-4. key_moments: notable moments or segments that could inform thumbnails or titles, with rough timestamps.
-5. hooks: what grabs attention in the first 30 seconds or in the content.
-6. duration_estimate: approximate length or pacing.
-7. thumbnail_appeal_notes: what visuals would make a thumbnail match the content.
-8. content_type: one or two words (e.g. Tutorial, Vlog, Review).
-9. characters: the main people, each with the parts of the video where they appear.
-10. places: the main locations or settings, each with the parts where they appear.
-Be concise and concrete."""  # noqa: E501
+#: The analysis's fields and what each holds: the prompt lists them and the answer
+#: schema describes them, from this one table.
+ANALYTICS_DESCRIPTIONS: Final = {
+    "summary": "2-4 sentences on what the video is about.",
+    "topic": "the main topic or category.",
+    "tone": "the overall tone (e.g. educational, entertaining, dramatic).",
+    "key_moments": "notable moments or segments that could inform thumbnails or titles, "
+                   "with rough timestamps.",
+    "hooks": "what grabs attention in the first 30 seconds or in the content.",
+    "duration_estimate": "approximate length or pacing.",
+    "thumbnail_appeal_notes": "what visuals would make a thumbnail match the content.",
+    "content_type": "one or two words (e.g. Tutorial, Vlog, Review).",
+    "characters": "the main people, each with the parts of the video where they appear.",
+    "places": "the main locations or settings, each with the parts where they appear.",
+}
+VIDEO_PROMPT: Final = "\n".join([
+    "Analyze this YouTube video for its creator. Fill every field:",
+    *(f"{n}. {name}: {text}" for n, (name, text) in
+      enumerate(ANALYTICS_DESCRIPTIONS.items(), start=1)),
+    "Be concise and concrete.",
+])
 
 _SCENES: Final = {
     "type": "ARRAY",
     "items": {
         "type": "OBJECT",
-        "properties": {"part": {"type": "STRING"}, "description": {"type": "STRING"}},
+        "properties": {
+            "part": {"type": "STRING", "description": "when: a timestamp or a segment"},
+            "description": {"type": "STRING", "description": "what happens there"},
+        },
         "required": ["part", "description"],
     },
 }
-_NAMED: Final = {
-    "type": "ARRAY",
-    "items": {
-        "type": "OBJECT",
-        "properties": {"name": {"type": "STRING"}, "scenes": _SCENES},
-        "required": ["name", "scenes"],
-    },
-}
-ANALYTICS_FIELDS: Final = (
-    "summary", "topic", "tone", "key_moments", "hooks", "duration_estimate",
-    "thumbnail_appeal_notes", "content_type",
-)
-#: Gemini's `responseSchema` (OpenAPI subset) for the 10-field analytics.
+
+
+def _named(description: str) -> dict[str, Any]:
+    return {
+        "type": "ARRAY",
+        "description": description,
+        "items": {
+            "type": "OBJECT",
+            "properties": {"name": {"type": "STRING"}, "scenes": _SCENES},
+            "required": ["name", "scenes"],
+        },
+    }
+
+
+ANALYTICS_FIELDS: Final = tuple(
+    name for name in ANALYTICS_DESCRIPTIONS if name not in ("characters", "places"))
+#: Gemini's `responseSchema` (OpenAPI subset) for the 10-field analytics, each field with
+#: its description.
 ANALYTICS_SCHEMA: Final[dict[str, Any]] = {
     "type": "OBJECT",
     "properties": {
-        **{name: {"type": "STRING"} for name in ANALYTICS_FIELDS},
-        "characters": _NAMED,
-        "places": _NAMED,
+        **{name: {"type": "STRING", "description": ANALYTICS_DESCRIPTIONS[name]}
+           for name in ANALYTICS_FIELDS},
+        "characters": _named(ANALYTICS_DESCRIPTIONS["characters"]),
+        "places": _named(ANALYTICS_DESCRIPTIONS["places"]),
     },
-    "required": [*ANALYTICS_FIELDS, "characters", "places"],
+    "required": list(ANALYTICS_DESCRIPTIONS),
 }

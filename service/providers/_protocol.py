@@ -11,8 +11,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import httpx
+
 from .._errors import ProviderError
 from .._spec import ThumbnailSpec
+from ._fetch import ImageFetcher
 from ._models import image_model
 
 log = logging.getLogger("service.providers")
@@ -58,6 +61,19 @@ class ImageProvider(Protocol):
     async def edit(self, request: EditRequest) -> GeneratedImage: ...
 
     async def heatmap(self, request: EditRequest) -> GeneratedImage: ...
+
+
+class RemoteProvider:
+    """A provider reached over HTTP with an API key; image URLs in requests are fetched
+    with `fetcher` (public addresses only)."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, api_key: str, base_url: str, fetcher: ImageFetcher
+    ) -> None:
+        self._http = http
+        self._key = api_key
+        self._base = base_url
+        self._fetcher = fetcher
 
 
 class ProviderChain:

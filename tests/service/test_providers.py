@@ -427,8 +427,8 @@ def text_answer(text: str) -> httpx.Response:
 
 
 async def test_a_video_analysis_is_validated_and_cached(api, edge, provider_env):
-    """A schema-valid answer gives the 10 fields (and YouTube metadata); the same video
-    again is answered from the cache."""
+    """A schema-valid answer gives the 10 fields (and YouTube metadata); the schema sent
+    describes each field; the same video again is answered from the cache."""
     await set_account(provider_env, "user-1", "pro", 10)
     youtube = edge.get(f"{YOUTUBE}/videos").mock(return_value=httpx.Response(200, json={
         "items": [{"snippet": {"title": "Never Gonna", "channelTitle": "Rick"},
@@ -445,7 +445,10 @@ async def test_a_video_analysis_is_validated_and_cached(api, edge, provider_env)
     assert sent["contents"][0]["parts"][0]["fileData"]["fileUri"] == (
         "https://www.youtube.com/watch?v=dQw4w9WgXcQ")
     assert sent["generationConfig"]["responseMimeType"] == "application/json"
-    assert set(sent["generationConfig"]["responseSchema"]["required"]) == set(ANALYTICS)
+    schema = sent["generationConfig"]["responseSchema"]
+    assert set(schema["required"]) == set(ANALYTICS)
+    # The schema tells the model what each field holds, as the prompt does.
+    assert all(field["description"] for field in schema["properties"].values())
     assert youtube.calls[0].request.url.params["key"] == "y-key"
     again = await api.post("/v1/videos/analyses", json={"video": "dQw4w9WgXcQ"},
                            headers=auth())
