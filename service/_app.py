@@ -13,7 +13,14 @@ from starlette.middleware.cors import CORSMiddleware
 from ._lifespan import OutsideWorld, lifespan
 from ._settings import Settings
 from .providers import RetryPolicy
-from .web import EXCEPTION_HANDLERS, BodyLimit, SecurityHeaders, content_security_policy, routes
+from .web import (
+    EXCEPTION_HANDLERS,
+    AnswerErrors,
+    BodyLimit,
+    SecurityHeaders,
+    content_security_policy,
+    routes,
+)
 
 #: What a page of another origin may send, and read of the answers.
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Prefer",
@@ -41,6 +48,7 @@ def create_app(
     middleware = [
         Middleware(SecurityHeaders, csp=content_security_policy(api_origins)),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(AnswerErrors),
     ]
     if settings.cors_origins:
         # Outside the body limit and the error handlers, so that refusals (401, 413, 429,

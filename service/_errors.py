@@ -2,7 +2,7 @@
 
     ServiceError                      code, message, status, retryable, retry_after
     ├── ValidationFailed              400 VALIDATION_ERROR
-    ├── BodyTooSlow                   408 VALIDATION_ERROR: the body came too slowly
+    │   └── BodyTooSlow               the request body did not arrive in time
     ├── IdempotencyConflict           422 IDEMPOTENCY_KEY_REUSED
     ├── Unauthorized                  401 UNAUTHORIZED
     ├── NotFound                      404 NOT_FOUND
@@ -161,11 +161,8 @@ class ValidationFailed(ServiceError):
     code = "VALIDATION_ERROR"
 
 
-class BodyTooSlow(ServiceError):
+class BodyTooSlow(ValidationFailed):
     """The request body did not arrive within its deadline (a slow client)."""
-
-    status = 408
-    code = "VALIDATION_ERROR"
 
 
 class IdempotencyConflict(ServiceError):

@@ -105,7 +105,9 @@ class LocalStorage:
         return data, content_type_of(key)
 
     def sign(self, key: str, expires: int) -> str:
-        return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        # The purpose is signed too: no other link of the service can pass for a file link.
+        message = f"file\n{key}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     async def signed_url(self, key: str, *, base_url: str | None) -> str:
         expires = int(self._clock()) + SIGNED_URL_TTL_S

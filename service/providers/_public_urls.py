@@ -46,8 +46,12 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 def parse_image_url(url: str) -> SplitResult:
-    """The parts of an image URL: http(s), a host, no credentials."""
-    parts = urlsplit(url)
+    """The parts of an image URL: http(s), a host, a valid port, no credentials."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range or not a number)
+    except ValueError:
+        raise FetchRefused(f"{url[:100]!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchRefused(f"{url[:100]!r} is not an http(s) URL")
     if parts.username or parts.password:

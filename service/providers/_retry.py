@@ -34,7 +34,9 @@ class RetryPolicy:
     attempt_timeout_s: float = 90.0
     base_delay_s: float = 1.0
     max_delay_s: float = 20.0
-    retry_after_cap_s: float = 30.0
+    #: A requested delay longer than this is not waited for (None: the call's time budget
+    #: alone decides, as for any other wait).
+    retry_after_cap_s: float | None = None
     sleep: Sleep = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
     jitter: Callable[[float], float] = field(default=backoff.full_jitter)
@@ -78,7 +80,8 @@ class RetryPolicy:
                     and retried.get(failure.code, 0) >= failure.retry_limit):
                 raise failure
             retried[failure.code] = retried.get(failure.code, 0) + 1
-            if failure.retry_after is not None and failure.retry_after > self.retry_after_cap_s:
+            if (failure.retry_after is not None and self.retry_after_cap_s is not None
+                    and failure.retry_after > self.retry_after_cap_s):
                 raise failure  # the provider asks for longer than we wait: say so, with it
             wait = self.delay(tries, failure)
             if self.clock() - started + wait > self.max_total_s:

@@ -36,7 +36,10 @@ def video_id_of(value: str) -> str:
     value = value.strip()
     if _ID.match(value):
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = urlsplit("")
     host = (parts.hostname or "").lower()
     if parts.scheme in ("http", "https") and host in _HOSTS:
         if host.endswith("youtu.be"):

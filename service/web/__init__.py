@@ -3,7 +3,7 @@ streams and JSON, the body limit, the one exception-handler table, /openapi.json
 
 from ._auth import Authenticator, Principal, load_secret
 from ._body_limit import BodyLimit
-from ._handlers import EXCEPTION_HANDLERS, describe
+from ._handlers import EXCEPTION_HANDLERS, AnswerErrors, describe
 from ._jwks import KeySet
 from ._openapi import document
 from ._routing import routes
@@ -13,6 +13,7 @@ from ._snapshots import Snapshots, public_output
 
 __all__ = [
     "EXCEPTION_HANDLERS",
+    "AnswerErrors",
     "Authenticator",
     "BodyLimit",
     "KeySet",

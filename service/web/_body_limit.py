@@ -1,4 +1,4 @@
-"""The request body limits: 413 before a handler reads more than `MAX_BODY_BYTES`, 408 when
+"""The request body limits: 413 before a handler reads more than `MAX_BODY_BYTES`, 400 when
 the body does not arrive within its deadline (a client trickling bytes holds a worker)."""
 
 from __future__ import annotations

@@ -40,14 +40,14 @@ from ..operations import (
 from ..providers import MAX_IMAGE_BYTES, check_public_urls, image_model, video_id_of
 from ._auth import Principal
 from ._bodies import EditBody, GenerateBody, HeatmapBody, RequestBody, VideoAnalysisBody, parse
-from ._negotiation import idempotency_key, path_id, wants_stream
-from ._respond import respond, stream_slot
+from ._negotiation import idempotency_key, path_id
+from ._respond import holds_connection, respond, take_stream_slot
 from ._route_limits import limited_by
 from ._services import Services, services_of
 
 B = TypeVar("B", bound=RequestBody)
 #: How long a request refused by the limiter looks for its same-key twin's operation.
-TWIN_CHECKS = 20
+TWIN_CHECKS = 5
 TWIN_CHECK_INTERVAL_S = 0.05
 #: Work that must wait until the request has passed the rate limit (e.g. storing an upload).
 Prepare = Callable[[], Awaitable[None]]
@@ -101,7 +101,9 @@ class Creation:
         """Charge the rate limit, hold a concurrency slot, `prepare`, create the operation
         and start its run; every unit and slot is given back when nothing was created. A
         stream is counted before anything is written (429 past the user's streams)."""
-        stream = await stream_slot(self.svc, self.user) if wants_stream(self.request) else None
+        stream = None
+        if holds_connection(self.request):
+            stream = await take_stream_slot(self.svc, self.user)
         try:
             return await self._start(kind, inputs, cost=cost, prepare=prepare, stream=stream)
         except BaseException:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import checkpoints
 import ratelimit
@@ -43,9 +44,9 @@ CLIENT_GONE = ErrorInfo("VALIDATION_ERROR", "the request body was not sent in fu
 def error_response(request: Request, info: ErrorInfo) -> JSONResponse:
     """The answer of an error: its body and status, `Retry-After` when a delay is known,
     and the endpoint's `RateLimit-Policy`."""
-    headers = info.answer_headers()
-    for name, value in policy_headers(request.scope).items():
-        headers.setdefault(name, value)
+    # The endpoint's own policy, also over another route's (a refused stream slot names
+    # its own route): every answer of a route carries that route's policy.
+    headers = {**info.answer_headers(), **policy_headers(request.scope)}
     return JSONResponse(ErrorBody.of(info), status_code=info.status, headers=headers)
 
 
@@ -102,6 +103,34 @@ def _http_exception(exc: HTTPException) -> ErrorInfo:
         return ErrorInfo("METHOD_NOT_ALLOWED", "method not allowed", 405,
                          headers=exc.headers or {})
     return ErrorInfo("HTTP_ERROR", str(exc.detail), exc.status_code, headers=exc.headers or {})
+
+
+class AnswerErrors:
+    """The innermost middleware: anything a handler raises that Starlette's table leaves
+    to its server-error middleware (outermost) is answered here instead, inside CORS and
+    the security headers, so a 500 carries them like every other answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise  # too late for an answer: the server ends the connection
+            response = error_response(Request(scope), describe(exc))
+            await response(scope, receive, send)
 
 
 async def _handle(request: Request, exc: Exception) -> Response:

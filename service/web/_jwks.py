@@ -55,8 +55,11 @@ class KeySet:
     async def key(self, kid: str) -> jwt.PyJWK:
         """The public key named `kid`: 401 when the issuer has no such key, 503 when the
         set cannot be fetched and the key is not cached."""
-        if self._clock() >= self._fresh_until or kid not in self._keys:
-            await self._refresh(kid)
+        cached = self._keys.get(kid)
+        if cached is not None and (self._lock.locked() or self._clock() < self._fresh_until):
+            # Fresh, or a refresh is already on its way: a cached key never waits for it.
+            return cached
+        await self._refresh(kid)
         key = self._keys.get(kid)
         if key is not None:
             return key
@@ -79,7 +82,7 @@ class KeySet:
             self.fetches += 1
             try:
                 keys, ttl = await self._fetch()
-            except (httpx.HTTPError, ValueError) as exc:
+            except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 self._reachable = False
                 log.warning("the JWK Set at %s cannot be fetched: %s", self._url, exc)
                 return
@@ -106,7 +109,7 @@ def _usable_keys(entries: list[Any]) -> dict[str, jwt.PyJWK]:
             continue
         try:
             keys[entry["kid"]] = jwt.PyJWK(entry)
-        except jwt.PyJWKError as exc:
+        except jwt.PyJWTError as exc:  # InvalidKeyError and PyJWKError alike
             log.warning("JWK %s skipped: %s", entry["kid"], exc)
     return keys
 

@@ -12,7 +12,7 @@ from checkpoints import Operation
 from .._errors import NotFound
 from ._auth import Principal
 from ._negotiation import event_cursor, path_id
-from ._respond import respond, snapshot, stream_response
+from ._respond import holds_connection, respond, snapshot, stream_response, take_stream_slot
 from ._responses import AccountBody, DevToken
 from ._route_limits import limited_by
 from ._services import Services, services_of
@@ -63,9 +63,16 @@ async def resume_operation(request: Request) -> Response:
     given = event_cursor(request)
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     cursor = op.last_seq if given is None else given
-    await svc.operations.resume(op)
-    return await respond(request, op, after=cursor, principal=principal,
-                         headers=decision.headers)
+    # The stream (or the wait) is counted before the run restarts: a 429 starts nothing.
+    slot = await take_stream_slot(svc, principal.user_id) if holds_connection(request) else None
+    try:
+        await svc.operations.resume(op)
+        return await respond(request, op, after=cursor, principal=principal,
+                             headers=decision.headers, stream_slot=slot)
+    except BaseException:
+        if slot is not None:
+            await slot.release()
+        raise
 
 
 @limited_by("operations")

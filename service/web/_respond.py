@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -43,7 +44,9 @@ async def respond(
         return await stream_response(svc, op.id, after, headers, principal.user_id,
                                      slot=stream_slot)
     if not wants_async(request):
-        finished = await svc.operations.wait_until_finished(op.id, svc.settings.sync_wait_s)
+        async with held(stream_slot or await take_stream_slot(svc, principal.user_id)):
+            finished = await svc.operations.wait_until_finished(op.id,
+                                                                svc.settings.sync_wait_s)
         if finished is not None:
             if finished.status in ("succeeded", "partial"):
                 return JSONResponse(
@@ -56,6 +59,12 @@ async def respond(
             ))
         op = await svc.store.get_operation(op.id)
     return accepted(svc, op, principal, headers)
+
+
+def holds_connection(request: Request) -> bool:
+    """Whether the answer keeps the connection open while the run goes on (a stream, or
+    JSON that waits for the end): such answers count against the user's streams."""
+    return wants_stream(request) or not wants_async(request)
 
 
 def operation_url(svc: Services, operation_id: str) -> str:
@@ -81,8 +90,10 @@ async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
     return await svc.snapshots.of(op, await svc.store.get_steps(op.id))
 
 
-async def stream_slot(svc: Services, user_id: str) -> ratelimit.Slot:
-    """One of the user's `streams` slots (429 when all are held, on any instance)."""
+async def take_stream_slot(svc: Services, user_id: str) -> ratelimit.Slot:
+    """One of the user's `streams` slots (429 when all are held, on any instance): an event
+    stream, or a JSON answer that waits for its run, holds one while the connection is
+    open."""
     return await svc.limiter.acquire_slot("streams", user_id, ttl_s=svc.settings.lease_ttl_s)
 
 
@@ -94,7 +105,7 @@ async def stream_response(
     terminal event; the run itself belongs to the process, not to this stream. A stream
     holds one of the user's `streams` slots for as long as it is open (`slot`, or one
     taken here)."""
-    slot = slot or await stream_slot(svc, user_id)
+    slot = slot or await take_stream_slot(svc, user_id)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         svc.metrics.open_streams.inc()
@@ -114,4 +125,6 @@ async def stream_response(
         ping=svc.settings.heartbeat_s,
         send_timeout=SEND_TIMEOUT_S,
         headers={**headers, "Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Also when the stream never starts (HEAD, a client gone before the first event).
+        background=BackgroundTask(slot.release),
     )

@@ -298,3 +298,38 @@ def test_the_token_command_mints_only_with_a_secret(auth_env, monkeypatch, capsy
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authenticated")
     assert claims["sub"] == "user-9"
     assert claims["iss"] == ISSUER
+
+
+async def test_a_key_the_service_cannot_use_is_skipped(api, issuer, clock):
+    """A JWK Set holding keys PyJWT cannot use (an X25519 key, an EC key without its
+    coordinates) beside a good one: the good one's tokens are accepted."""
+    good = issuer.add_key("ES256")
+    jwks = issuer.jwks
+
+    def with_odd_keys() -> dict[str, Any]:
+        keys = jwks()["keys"]
+        return {"keys": [
+            {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": "AAAA"},
+            {"kty": "EC", "crv": "P-256", "kid": "no-coordinates", "use": "sig"},
+            {"kty": "RSA", "kid": "bad-exponent", "n": "AA", "e": "!!"},
+            *keys,
+        ]}
+
+    issuer.jwks = with_odd_keys  # type: ignore[method-assign]
+    answer = await api.get("/v1/account", headers=bearer(issuer.token(good)))
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_signed_link_is_refused_even_where_its_secret_and_audience_would_pass() -> None:
+    """Misconfigured so that the links' secret and audience are also the bearer's: the
+    link's purpose still refuses it as a bearer token."""
+    import asyncio
+
+    from service.web import Authenticator
+    from service.web._auth import EVENTS_AUDIENCE
+
+    auth = Authenticator(hs_secret=SECRET, signing_secret=SECRET,
+                         audiences=["authenticated", EVENTS_AUDIENCE])
+    link = auth.issue_events_token("user-1", "op-1")
+    with pytest.raises(Exception, match="a signed link is not a bearer token"):
+        asyncio.run(auth.verify_user_token(link))

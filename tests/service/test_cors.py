@@ -102,3 +102,21 @@ async def test_without_cors_origins_there_are_no_cors_headers(client):
     """CORS_ORIGINS unset: no CORS headers at all."""
     answer = await client.get("/v1/account", headers={**auth(), "Origin": ORIGIN})
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+async def test_an_unexpected_500_carries_the_cors_and_security_headers(cors_app, browser):
+    """A bug's 500 is readable by the page like every other answer: the origin allowed,
+    nosniff, no details in the body."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    async def broken(_request: Request) -> Response:
+        raise ValueError("a bug")
+
+    cors_app.add_route("/test/broken", broken)
+    answer = await browser.get("/test/broken")
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal error", "code": "INTERNAL_ERROR",
+                             "retryable": False}
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"

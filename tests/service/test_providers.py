@@ -725,3 +725,13 @@ async def test_gpt_image_2_generates_with_reference_images_through_edits(api, ed
     assert b'name="model"\r\n\r\ngpt-image-2' in body
     assert reference in body
     assert b"1 attached reference image" in body
+
+
+async def test_a_quota_delay_within_the_budget_is_waited_for(api, edge, sleeps):
+    """A RetryInfo delay of 45 s, inside the call's budget (180 s): waited for and
+    retried, not handed to the user."""
+    route = edge.post(IMAGE_URL).mock(side_effect=[quota_429("45s"), image_answer()])
+    done = await api.post("/v1/thumbnails", json={"title": "wait"}, headers=auth())
+    assert done.status_code == 200, done.text
+    assert route.call_count == 2
+    assert sleeps.delays == [45.0]
