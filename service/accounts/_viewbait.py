@@ -217,7 +217,8 @@ def _description(charge: Charge, change: int, key: str) -> str:
     again = " (resumed)" if key.rsplit(":", 1)[-1].isdigit() else ""
     if change > 0:
         return f"{charge.description}{again}"
-    return f"Refund of {-change} credits not used: {charge.description}{again}"
+    credits = "1 credit" if change == -1 else f"{-change} credits"
+    return f"Refund of {credits} not used: {charge.description}{again}"
 
 
 def _lock_of(operation_id: str) -> int:
