@@ -46,10 +46,14 @@ async def check_notifications(
         return
     import asyncpg
 
+    # Down, starting, shutting down: not a verdict on LISTEN.
+    unreachable = (OSError, TimeoutError, asyncpg.InterfaceError,
+                   asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
+                   sa.exc.InterfaceError, sa.exc.OperationalError)
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         listener = await asyncpg.connect(dsn, timeout=timeout)
-    except (OSError, TimeoutError, asyncpg.PostgresConnectionError) as exc:
+    except unreachable as exc:
         log.warning("LISTEN/NOTIFY not checked at start, the database is unreachable: %s", exc)
         return
     channel = f"viewbait_probe_{uuid.uuid4().hex}"
@@ -64,7 +68,7 @@ async def check_notifications(
             async with engine.begin() as conn:
                 await conn.execute(sa.text("SELECT pg_notify(:channel, 'probe')"),
                                    {"channel": channel})
-        except (OSError, sa.exc.InterfaceError, sa.exc.OperationalError) as exc:
+        except unreachable as exc:
             log.warning("LISTEN/NOTIFY not checked at start: %s", exc)
             return
         except (asyncpg.PostgresError, sa.exc.DBAPIError) as exc:

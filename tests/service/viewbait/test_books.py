@@ -14,7 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from service.accounts import CACHE_TTL_S
+from checkpoints import create_engine
+from service.accounts import CACHE_TTL_S, ViewBaitAccounts
 from tests.service.conftest import auth
 from tests.service.viewbait.conftest import HEATMAP_URL, IMAGE_URL
 
@@ -232,11 +233,13 @@ async def test_a_stripe_reset_of_the_balance_between_operations_is_honoured(
 async def test_a_tier_and_a_price_change_are_seen_within_the_cache_window(
     api, edge, viewbait, clock
 ):
-    """A free user upgraded to starter and 2K made dearer: within the window the cached
-    tier still refuses 2K; once it has passed (at most 60 s), 2K is allowed at the new
-    price."""
+    """A free user (watermarked, 1K only) upgraded to starter and 2K made dearer: within
+    the window the cached tier still refuses 2K; once it has passed (at most 60 s), 2K is
+    allowed at the new price and the thumbnail is no longer watermarked."""
     edge.post(IMAGE_URL).mock(return_value=image_answer())
     user = await viewbait.user(None, credits=10)
+    free = await api.post("/v1/thumbnails", json={"title": "free"}, headers=auth(user))
+    assert free.status_code == 200, free.text
     body = {"title": "t", "resolution": "2K"}
     refused = await api.post("/v1/thumbnails", json=body, headers=auth(user))
     assert refused.status_code == 403
@@ -251,8 +254,26 @@ async def test_a_tier_and_a_price_change_are_seen_within_the_cache_window(
     allowed = await api.post("/v1/thumbnails", json=body, headers=auth(user))
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["operation"]["result"]["credits_used"] == 3
-    assert await viewbait.credits(user) == 7
+    assert await viewbait.credits(user) == 10 - 1 - 3
+    watermarks = {r["resolution"]: r["has_watermark"] for r in await viewbait.thumbnails(user)}
+    assert watermarks == {"1K": True, "2K": False}
     assert CACHE_TTL_S <= 60
+
+
+async def test_stripe_test_mode_matches_the_test_product_ids(viewbait, viewbait_url):
+    """With STRIPE_MODE=test a user's product matches `test_product_id` (live: no tier
+    has it, so the free tier)."""
+    user = await viewbait.user("prod_test_pro", credits=10)
+    engine = create_engine(viewbait_url, schema="viewbait_ai")
+    try:
+        test = await ViewBaitAccounts(engine, schema="viewbait_ai", stripe_mode="test").get(user)
+        live = await ViewBaitAccounts(engine, schema="viewbait_ai", stripe_mode="live").get(user)
+    finally:
+        await engine.dispose()
+    assert (test.tier.name, test.tier.max_variations, test.tier.video_analysis) == (
+        "pro", 4, True)
+    assert (live.tier.name, live.tier.resolutions, live.credits_remaining) == (
+        "free", ("1K",), 10)
 
 
 async def test_someone_elses_thumbnail_is_not_found_for_edits_and_heatmaps(
