@@ -26,6 +26,8 @@ def create_engine(url: str | sa.URL, *, schema: str | None = None, **kwargs: Any
     # Bound parameters are user data: keep them out of exception messages and logs.
     kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("SQLite has no schemas: leave `schema` unset")
         if parsed.database in (None, "", ":memory:"):
             raise ValueError(
                 "the checkpoint store needs a SQLite *file* (sqlite+aiosqlite:///path.db): "

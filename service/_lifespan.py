@@ -31,6 +31,7 @@ from .accounts import (
     ThumbnailRows,
     ViewBaitAccounts,
     ViewBaitThumbnails,
+    check_viewbait_database,
 )
 from .operations import (
     ROUTE_OF_KIND,
@@ -82,6 +83,8 @@ def lifespan(settings: Settings, world: OutsideWorld) -> Callable[
         engine = create_engine(settings)
         try:
             await check_notifications(engine)
+            if settings.is_viewbait:
+                await check_viewbait_database(engine, settings.database_schema)
         except BaseException:
             await engine.dispose()
             raise

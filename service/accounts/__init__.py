@@ -15,7 +15,7 @@ from ._tiers import (
     Tier,
     check_generation_allowed,
 )
-from ._viewbait import CACHE_TTL_S, ViewBaitAccounts, viewbait_user
+from ._viewbait import CACHE_TTL_S, ViewBaitAccounts, check_viewbait_database, viewbait_user
 from ._viewbait_thumbnails import ViewBaitThumbnails, image_key_of
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "ViewBaitAccounts",
     "ViewBaitThumbnails",
     "check_generation_allowed",
+    "check_viewbait_database",
     "image_key_of",
     "metadata",
     "viewbait_user",

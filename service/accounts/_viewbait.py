@@ -24,7 +24,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .._errors import CreditsRefused, InsufficientCredits, Unauthorized
+from .._errors import CreditsRefused, InsufficientCredits, SettingsError, Unauthorized
 from .._spec import RESOLUTIONS
 from ._cache import TtlCache
 from ._ledger import entries_of
@@ -178,6 +178,53 @@ async def _move(
     if answer.duplicate:
         log.warning("credit movement %s was answered as a duplicate: charged before", key)
     return answer
+
+
+#: ViewBait's tables the service reads or writes, and its functions with the argument
+#: names the service calls them by.
+VIEWBAIT_TABLES: Final = ("user_subscriptions", "subscription_tiers", "subscription_settings",
+                          "thumbnails")
+VIEWBAIT_FUNCTIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "decrement_credits_atomic": ("p_user_id", "p_cost", "p_idempotency_key", "p_thumbnail_id",
+                                 "p_description", "p_transaction_type"),
+    "increment_credits_atomic": ("p_user_id", "p_amount", "p_idempotency_key",
+                                 "p_description", "p_transaction_type"),
+}
+_FUNCTION_WITH_ARGUMENTS: Final = sa.text(
+    "SELECT count(*) FROM pg_proc JOIN pg_namespace ON pg_namespace.oid = pronamespace "
+    "WHERE nspname = 'public' AND proname = :name AND proargnames @> CAST(:args AS text[])"
+)
+
+
+async def check_viewbait_database(engine: AsyncEngine, schema: str) -> None:
+    """Refuse to start (`SettingsError`) on a database without ViewBait's tables and
+    credit functions (by the argument names the service uses), or where `python -m
+    service migrate` has not made the service's tables yet. A database that cannot be
+    reached is left to /readyz."""
+    missing = []
+    try:
+        async with engine.connect() as conn:
+            for table in VIEWBAIT_TABLES:
+                if await conn.scalar(sa.select(sa.func.to_regclass(f"public.{table}"))) is None:
+                    missing.append(f"public.{table}")
+            for name, args in VIEWBAIT_FUNCTIONS.items():
+                if not await conn.scalar(_FUNCTION_WITH_ARGUMENTS,
+                                         {"name": name, "args": list(args)}):
+                    missing.append(f"public.{name}({', '.join(args)})")
+            migrated = await conn.scalar(
+                sa.select(sa.func.to_regclass(f"{schema}.operations")))
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        log.warning("ViewBait's tables not checked at start, the database is unreachable: %s",
+                    exc)
+        return
+    if missing:
+        raise SettingsError(
+            "ACCOUNTS_BACKEND=viewbait, but the database of DATABASE_URL lacks ViewBait's "
+            f"{', '.join(missing)}: is it ViewBait's Supabase database?"
+        )
+    if migrated is None:
+        raise SettingsError(f"the schema {schema} has no tables of the service yet: run "
+                            "`python -m service migrate` first")
 
 
 def tier_of(row: Mapping[str, Any]) -> Tier:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -16,14 +17,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service import SettingsError, migrate
+from service import Settings, SettingsError, create_app, migrate
 from service.__main__ import main
 from service._database import check_notifications
 from tests.conftest import ROOT, child_env
 from tests.servers import postgres_bindir
-from tests.service.conftest import auth
+from tests.service.conftest import auth, in_process
 from tests.service.sse import collect
-from tests.service.viewbait.conftest import dsn
+from tests.service.viewbait.conftest import database_url, dsn
 from tests.service.viewbait.test_books import wait_for_a_lock_waiter
 
 pytestmark = pytest.mark.anyio
@@ -147,3 +148,21 @@ async def test_a_run_killed_while_charging_is_charged_once_by_the_instance_that_
     assert json.loads(replayed)["duplicate"] is True
     assert await viewbait.credits(user) == 6
     assert len(await viewbait.transactions(user)) == 1
+
+
+@pytest.mark.parametrize(("database", "message"), [
+    ("not ViewBait's", "lacks ViewBait's public.user_subscriptions"),
+    ("not migrated", "run `python -m service migrate` first"),
+])
+async def test_a_database_that_is_not_ready_for_viewbaits_books_stops_the_start(
+    bare_viewbait_url, tmp_path, database, message
+):
+    """ACCOUNTS_BACKEND=viewbait on a database without ViewBait's tables and functions, or
+    before `migrate`: the start fails with a message saying which."""
+    url = bare_viewbait_url if database == "not migrated" else database_url(
+        bare_viewbait_url, "postgres")
+    app = create_app(Settings.from_env({
+        "DATABASE_URL": url, "ACCOUNTS_BACKEND": "viewbait", "DATA_DIR": str(tmp_path)}))
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        async with in_process(app):
+            pass
