@@ -13,16 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 SQLITE_AUTOCOMMIT: Final = "checkpoints_autocommit"
 
 
-def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str | sa.URL, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
     """An async engine for `postgresql+asyncpg://…` or `sqlite+aiosqlite:///file`.
 
     SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` transactions, so concurrent
     writers (also in other processes) queue instead of failing with "database is locked".
+    On PostgreSQL, `schema` becomes each connection's whole `search_path`: the store's
+    tables are found (and created) there and nowhere else, e.g. beside another
+    application's tables in `public`.
     """
     parsed = sa.make_url(url)
     # Bound parameters are user data: keep them out of exception messages and logs.
     kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("SQLite has no schemas: leave `schema` unset")
         if parsed.database in (None, "", ":memory:"):
             raise ValueError(
                 "the checkpoint store needs a SQLite *file* (sqlite+aiosqlite:///path.db): "
@@ -33,7 +38,22 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(parsed, **kwargs)
+    engine = create_async_engine(parsed, **kwargs)
+    if schema is not None:
+        _use_schema(engine, schema)
+    return engine
+
+
+def _use_schema(engine: AsyncEngine, schema: str) -> None:
+    quoted = engine.dialect.identifier_preparer.quote_identifier(schema)
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A session-level SET outside any transaction (a rollback would undo it), sent as
+        # a statement rather than a startup parameter, which some poolers drop silently.
+        dbapi_connection.run_async(
+            lambda connection: connection.execute(f"SET search_path TO {quoted}")
+        )
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:

@@ -72,15 +72,16 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 
 
 async def _command(settings: Settings, args: argparse.Namespace) -> int:
-    from checkpoints import CheckpointStore, create_engine
+    from checkpoints import CheckpointStore
 
+    from ._database import create_engine
     from ._lifespan import authenticator
     from ._migrate import migrate
-    from .operations import Accounts
+    from .accounts import Accounts
     from .web import load_secret
 
     if args.command == "migrate":
-        await migrate(settings.database_url)
+        await migrate(settings.database_url, schema=settings.database_schema)
         return 0
     if args.command == "token":
         if args.ttl < 1:
@@ -93,7 +94,10 @@ async def _command(settings: Settings, args: argparse.Namespace) -> int:
         minter = authenticator(settings, signing_secret)
         print(minter.issue_user_token(args.user_id, ttl_s=args.ttl))
         return 0
-    engine = create_engine(settings.database_url)
+    if args.command == "accounts" and settings.is_viewbait:
+        raise ValueError("with ACCOUNTS_BACKEND=viewbait tiers and credits are ViewBait's: "
+                         "they change through its subscriptions (Stripe), not here")
+    engine = create_engine(settings)
     try:
         if args.command == "accounts":
             account = await Accounts(engine).set(

@@ -8,6 +8,8 @@
     ├── NotFound                      404 NOT_FOUND
     ├── PayloadTooLarge               413 PAYLOAD_TOO_LARGE
     ├── InsufficientCredits           402 INSUFFICIENT_CREDITS
+    ├── CreditsRefused                500 INTERNAL_ERROR: ViewBait's credit functions refused
+    │                                 a movement for a reason other than the balance
     ├── TierLimit                     403 TIER_LIMIT
     ├── OperationNotResumable         409 OPERATION_NOT_RESUMABLE
     ├── ProviderNotConfigured         503 PROVIDER_NOT_CONFIGURED
@@ -188,6 +190,11 @@ class PayloadTooLarge(ServiceError):
 class InsufficientCredits(ServiceError):
     status = 402
     code = "INSUFFICIENT_CREDITS"
+
+
+class CreditsRefused(ServiceError):
+    """ViewBait's credit functions refused a movement for another reason than the balance
+    (a fault of the deployment, logged; nothing was charged)."""
 
 
 class TierLimit(ServiceError):

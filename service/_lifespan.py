@@ -18,14 +18,23 @@ import checkpoints
 import ratelimit
 from checkpoints import CheckpointStore, Runner
 
+from ._database import check_notifications, create_engine
 from ._errors import record_of_step_error
 from ._logging import configure_logging
 from ._metrics import Metrics, timed_steps
 from ._settings import Settings
 from ._storage import LocalStorage, Storage, SupabaseStorage
+from .accounts import (
+    Accounts,
+    AccountsBackend,
+    ServiceThumbnails,
+    ThumbnailRows,
+    ViewBaitAccounts,
+    ViewBaitThumbnails,
+    check_viewbait_database,
+)
 from .operations import (
     ROUTE_OF_KIND,
-    Accounts,
     EditKind,
     GenerateKind,
     HeatmapKind,
@@ -71,7 +80,14 @@ def lifespan(settings: Settings, world: OutsideWorld) -> Callable[
     async def run(app: Starlette) -> AsyncIterator[None]:
         configure_logging(settings.log_format)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = checkpoints.create_engine(settings.database_url)
+        engine = create_engine(settings)
+        try:
+            await check_notifications(engine)
+            if settings.is_viewbait:
+                await check_viewbait_database(engine, settings.database_schema)
+        except BaseException:
+            await engine.dispose()
+            raise
         store = CheckpointStore(engine, clock=world.clock)
         metrics = Metrics()
         limiter = ratelimit.RateLimiter.from_url(
@@ -116,7 +132,7 @@ def _services(
                                                clock=world.clock)
     snapshots = Snapshots(storage, settings.public_base_url)
     fetcher = ImageFetcher(http, allow_private=settings.allow_private_urls)
-    accounts = Accounts(engine)
+    accounts, thumbnails = _books(settings, world, engine, snapshots.sign)
     runner = Runner(store, owner=settings.instance_id, lease_ttl=settings.lease_ttl_s,
                     wrap=timed_steps(metrics), describe_error=record_of_step_error,
                     public_output=public_output)
@@ -126,15 +142,16 @@ def _services(
                                           ttl_s=settings.lease_ttl_s)
 
     operations = Operations(
-        store, runner, _kinds(settings, world, http, engine, storage, fetcher, accounts,
-                              snapshots.sign),
+        store, runner, _kinds(settings, world, http, engine, storage, fetcher,
+                              (accounts, thumbnails), snapshots.sign),
         snapshots.of,
         on_finished=lambda op, outcome: metrics.operations.labels(op.kind, outcome).inc(),
         slot_for=slot_for,
     )
     return Services(
         settings=settings, engine=engine, store=store, operations=operations,
-        accounts=accounts, storage=storage, local_storage=local_storage,
+        accounts=accounts, thumbnails=thumbnails, storage=storage,
+        local_storage=local_storage,
         auth=_authenticator(settings, world, http, signing_secret), limiter=limiter,
         metrics=metrics,
         snapshots=snapshots, http=http, fetcher=fetcher,
@@ -164,10 +181,22 @@ def _authenticator(
     return authenticator(settings, signing_secret, key_set, world.clock)
 
 
+def _books(
+    settings: Settings, world: OutsideWorld, engine: AsyncEngine,
+    sign: Callable[[str], Awaitable[str]],
+) -> tuple[AccountsBackend, ThumbnailRows]:
+    """Whose tiers, credits and thumbnails: the service's tables or ViewBait's."""
+    if settings.is_viewbait:
+        return (ViewBaitAccounts(engine, schema=settings.database_schema,
+                                 stripe_mode=settings.stripe_mode, clock=world.clock),
+                ViewBaitThumbnails(engine, sign))
+    return Accounts(engine), ServiceThumbnails(engine)
+
+
 def _kinds(
     settings: Settings, world: OutsideWorld, http: httpx.AsyncClient,
     engine: AsyncEngine, storage: Storage, fetcher: ImageFetcher,
-    accounts: Accounts, sign: Callable[[str], Awaitable[str]],
+    books: tuple[AccountsBackend, ThumbnailRows], sign: Callable[[str], Awaitable[str]],
 ) -> dict[str, OperationKind]:
     """The operation kinds this deployment can run (video analysis needs Gemini)."""
     policy = world.retry or RetryPolicy(
@@ -176,10 +205,11 @@ def _kinds(
         max_total_s=settings.provider_max_time_s,
     )
     calls = ProviderCalls(ProviderChain(_image_providers(settings, http, fetcher)), policy)
+    accounts, thumbnails = books
     kinds: dict[str, OperationKind] = {
-        "thumbnail.generate": GenerateKind(accounts, storage, calls, engine, sign),
-        "thumbnail.edit": EditKind(accounts, storage, calls, engine, sign),
-        "heatmap": HeatmapKind(storage, calls, fetcher, engine,
+        "thumbnail.generate": GenerateKind(accounts, thumbnails, storage, calls, sign),
+        "thumbnail.edit": EditKind(accounts, thumbnails, storage, calls, sign),
+        "heatmap": HeatmapKind(thumbnails, storage, calls, fetcher, engine,
                                timedelta(seconds=settings.heatmap_cache_s)),
     }
     if settings.gemini_api_key:

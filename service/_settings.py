@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ import ratelimit
 from ._errors import SettingsError
 
 PROVIDERS = ("local", "gemini", "openai")
+#: Supabase's transaction-mode pooler (Supavisor): no LISTEN/NOTIFY, no prepared statements.
+TRANSACTION_POOLER_PORT = 6543
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -140,6 +144,18 @@ class Settings:
     video_analysis_cache_s: float = 86400.0
     #: Instance name in leases and logs (default: host name and process id).
     instance_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    #: Whose books: `service` (our own accounts, ledger and thumbnails tables) or
+    #: `viewbait` (ViewBait's Supabase tables and credit functions; PostgreSQL only).
+    accounts_backend: str = "service"
+    #: PostgreSQL schema of the service's own tables.
+    database_schema: str = "public"
+    #: Which product id column of ViewBait's `subscription_tiers` users' tiers match.
+    stripe_mode: str = "live"
+
+    @property
+    def is_viewbait(self) -> bool:
+        """ViewBait's tables hold tiers, credits and thumbnails."""
+        return self.accounts_backend == "viewbait"
 
     @property
     def is_dev_auth(self) -> bool:
@@ -159,9 +175,14 @@ class Settings:
             raise SettingsError(f"RATE_LIMITS: no such file {rate_limits!r}")
         secret = _secret(env, "AUTH_JWT_SECRET")
         d = cls()
+        database_url = _database_url(env, data_dir)
+        backend = _choice(env, "ACCOUNTS_BACKEND", ("service", "viewbait"))
         settings = cls(
             data_dir=data_dir,
-            database_url=_database_url(env, data_dir),
+            database_url=database_url,
+            accounts_backend=backend,
+            database_schema=_database_schema(env, database_url, backend),
+            stripe_mode=_choice(env, "STRIPE_MODE", ("live", "test")),
             redis_url=_redis_url(env),
             auth_jwt_secret=secret,
             auth_jwks_url=_url(env, "AUTH_JWKS_URL") or (
@@ -224,7 +245,48 @@ def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
         raise SettingsError(f"DATABASE_URL is not a database URL: {exc}") from None
     if backend not in ("postgresql", "sqlite"):
         raise SettingsError("DATABASE_URL must be postgresql+asyncpg://… or sqlite+aiosqlite:///…")
+    if backend == "postgresql" and sa.make_url(url).port == TRANSACTION_POOLER_PORT:
+        raise SettingsError(
+            f"DATABASE_URL uses port {TRANSACTION_POOLER_PORT}, Supabase's transaction-mode "
+            f"pooler. {POOLER_ADVICE}"
+        )
     return url
+
+
+#: Why the service refuses Supabase's transaction pooler, and what to use instead.
+POOLER_ADVICE = (
+    "The transaction-mode pooler breaks LISTEN/NOTIFY and prepared statements: use the "
+    "session-mode pooler (the same pooler host on port 5432: postgresql+asyncpg://"
+    "postgres.<project-ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres) "
+    "or the direct connection (postgresql+asyncpg://postgres:<password>@"
+    "db.<project-ref>.supabase.co:5432/postgres)"
+)
+
+
+def _database_schema(env: Mapping[str, str], database_url: str, backend: str) -> str:
+    """DATABASE_SCHEMA: `viewbait_ai` by default with ViewBait's books (whose own tables
+    are in `public`), else `public`; only PostgreSQL has schemas."""
+    is_pg = sa.make_url(database_url).get_backend_name() == "postgresql"
+    if backend == "viewbait" and not is_pg:
+        raise SettingsError(
+            "ACCOUNTS_BACKEND=viewbait needs PostgreSQL (ViewBait's Supabase database) in "
+            "DATABASE_URL: postgresql+asyncpg://…; SQLite has no ViewBait tables"
+        )
+    default = "viewbait_ai" if backend == "viewbait" else "public"
+    schema = (env.get("DATABASE_SCHEMA") or "").strip() or default
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise SettingsError(
+            f"DATABASE_SCHEMA must be a lower-case PostgreSQL name (letters, digits, _), "
+            f"got {schema!r}"
+        )
+    if backend == "viewbait" and schema == "public":
+        raise SettingsError(
+            "DATABASE_SCHEMA must not be public with ACCOUNTS_BACKEND=viewbait: public holds "
+            "ViewBait's own tables (its thumbnails among them); use e.g. viewbait_ai"
+        )
+    if not is_pg and schema != "public":
+        raise SettingsError("DATABASE_SCHEMA needs PostgreSQL; SQLite has no schemas")
+    return schema
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:

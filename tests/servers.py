@@ -45,7 +45,8 @@ def wait_for_port(
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-def _postgres_bindir() -> Path:
+def postgres_bindir() -> Path:
+    """The folder of the installed PostgreSQL binaries (initdb, pg_ctl, pg_dump, …)."""
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -84,7 +85,7 @@ class PostgresServer:
     """A PostgreSQL cluster in a temporary directory; `url` points at its `postgres` db."""
 
     port: int = field(default_factory=free_port)
-    bindir: Path = field(default_factory=_postgres_bindir)
+    bindir: Path = field(default_factory=postgres_bindir)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vb-pg-")))
 
     @property

@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection `service.migrate` hands over."""
+"""Alembic environment: runs on the connection `service.migrate` hands over (whose
+`search_path` is the service's schema when it has one of its own)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ context.configure(
     connection=connection,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    version_table_schema=context.config.attributes.get("schema"),
 )
 with context.begin_transaction():
     context.run_migrations()

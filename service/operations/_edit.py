@@ -1,5 +1,6 @@
 """`thumbnail.edit`: load source; reserve; render; variants; record (a new thumbnail row);
-settle. 2 credits, charged once, refunded when nothing was delivered."""
+settle. The edit's price (2 credits by default) is charged once, refunded when nothing
+was delivered."""
 
 from __future__ import annotations
 
@@ -7,30 +8,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
+from .._images import image_dimensions
+from .._spec import ASPECT_RATIOS, RESOLUTIONS, format_of
 from .._storage import Storage, content_type_of, thumbnail_keys
+from ..accounts import AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import EditRequest
-from ._accounts import EDIT_CREDITS, Accounts
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import (
-    Sign,
-    delivered,
-    load_thumbnail,
-    record_thumbnail,
-    store_variants,
-    thumbnail_id,
-)
+from ._thumbnails import Sign, delivered, store_variants, thumbnail_id
 
 
 @dataclass(frozen=True, slots=True)
 class EditKind:
-    accounts: Accounts
+    accounts: AccountsBackend
+    thumbnails: ThumbnailRows
     storage: Storage
     providers: ProviderCalls
-    engine: AsyncEngine
     sign: Sign
 
     name: ClassVar[str] = "thumbnail.edit"
@@ -50,14 +44,27 @@ class EditKind:
 
     async def _load(self, ctx: StepContext) -> JSON:
         op = ctx.operation
-        source = await load_thumbnail(self.engine, op.user_id, op.input["source_thumbnail_id"])
+        source = await self.thumbnails.load(op.user_id, op.input["source_thumbnail_id"])
+        resolution, aspect_ratio = source.resolution, source.aspect_ratio
+        if resolution not in RESOLUTIONS or aspect_ratio not in ASPECT_RATIOS:
+            # A row that does not say (ViewBait's may not): the image tells.
+            data, _ = await self.storage.get(source.image_key)
+            resolution, aspect_ratio = format_of(*image_dimensions(data))
         return {"image_key": source.image_key, "title": source.title,
-                "resolution": source.resolution, "aspect_ratio": source.aspect_ratio}
+                "resolution": resolution, "aspect_ratio": aspect_ratio}
+
+    @staticmethod
+    def _charge(ctx: StepContext) -> Charge:
+        """How the edit's credits read in a credit history."""
+        title = (ctx.outputs.get("load") or {}).get("title") or "a thumbnail"
+        return Charge("edit", f"Thumbnail edit: “{title[:80]}”",
+                      thumbnail_id=ctx.operation.input["source_thumbnail_id"])
 
     async def _reserve(self, ctx: StepContext) -> JSON:
         op = ctx.operation
-        balance = await self.accounts.set_charge(op.user_id, op.id, EDIT_CREDITS)
-        return {"charged": EDIT_CREDITS, "credits_remaining": balance}
+        cost = (await self.accounts.prices()).edit_credits
+        balance = await self.accounts.set_charge(op.user_id, op.id, cost, self._charge(ctx))
+        return {"charged": cost, "credits_remaining": balance}
 
     async def _render(self, ctx: StepContext) -> JSON:
         op = ctx.operation
@@ -88,20 +95,26 @@ class EditKind:
         op = ctx.operation
         source, rendered, variants = (ctx.outputs[k] for k in ("load", "render", "variants"))
         thumb = thumbnail_id(op.id, "edit")
-        await record_thumbnail(
-            self.engine, id=thumb, user_id=op.user_id, operation_id=op.id,
+        account = await self.accounts.get(op.user_id)
+        await self.thumbnails.record(NewThumbnail(
+            id=thumb, user_id=op.user_id, operation_id=op.id,
             title=op.input.get("title") or source["title"], image_key=rendered["image_key"],
             image_400w_key=variants["image_400w_key"],
             image_800w_key=variants["image_800w_key"], width=rendered["width"],
             height=rendered["height"], resolution=source["resolution"],
             aspect_ratio=source["aspect_ratio"], provider=rendered["provider"],
-        )
+            has_watermark=account.tier.has_watermark,
+        ))
         return {"thumbnail_id": thumb}
 
     async def _settle(self, ctx: StepContext) -> JSON:
         op = ctx.operation
-        used = EDIT_CREDITS if "record" in ctx.outputs else 0
-        balance = await self.accounts.set_charge(op.user_id, op.id, used)
+        used = 0
+        if "record" in ctx.outputs:
+            reserved = ctx.outputs.get("reserve") or {}
+            used = (reserved["charged"] if "charged" in reserved
+                    else (await self.accounts.prices()).edit_credits)
+        balance = await self.accounts.set_charge(op.user_id, op.id, used, self._charge(ctx))
         return {"credits_used": used, "credits_remaining": balance}
 
     def conclude(

@@ -3,7 +3,8 @@
 Side effects have deterministic identities, so a step cut off between "the provider
 answered" and "the checkpoint committed" doubles nothing when it runs again: thumbnail id
 = uuid5(operation id, variation), object keys derived from it (writes overwrite), the
-thumbnail row inserted once, credits set to a target rather than added to.
+thumbnail row inserted once, credits set to a target rather than added to. The price of a
+thumbnail is read by `reserve` and kept for its `settle`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord, is_retryable
 
 from .._spec import ThumbnailSpec
 from .._storage import Storage, thumbnail_keys
+from ..accounts import RESOLUTION_CREDITS, AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import ImageRequest
-from ._accounts import RESOLUTION_CREDITS, Accounts
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import Sign, record_thumbnail, store_variants, thumbnail_id
+from ._thumbnails import Sign, store_variants, thumbnail_id
 from ._thumbnails import delivered as _delivered
 
 
@@ -41,15 +40,32 @@ def spec_of(body: Mapping[str, Any], variation: int) -> ThumbnailSpec:
 
 
 def generation_cost(body: Mapping[str, Any]) -> int:
+    """The rate-limit units of a generation: a 4K thumbnail weighs 4 of a 1K one."""
     return RESOLUTION_CREDITS[body.get("resolution", "1K")] * int(body.get("variations", 1))
+
+
+def generation_charge(body: Mapping[str, Any]) -> Charge:
+    """How a generation's credits read in a credit history."""
+    variations = int(body.get("variations", 1))
+    thumbnails = "1 thumbnail" if variations == 1 else f"{variations} thumbnails"
+    return Charge("generation", f"Thumbnail generation: {thumbnails} at "
+                                f"{body.get('resolution', '1K')}, “{_short(body['title'])}”")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _palette(palette: str | list[str] | None) -> str | None:
+    return ", ".join(palette) if isinstance(palette, list) else palette
 
 
 @dataclass(frozen=True, slots=True)
 class GenerateKind:
-    accounts: Accounts
+    accounts: AccountsBackend
+    thumbnails: ThumbnailRows
     storage: Storage
     providers: ProviderCalls
-    engine: AsyncEngine
     sign: Sign
 
     name: ClassVar[str] = "thumbnail.generate"
@@ -73,9 +89,14 @@ class GenerateKind:
     def _variation(ctx: StepContext) -> int:
         return int(ctx.step.key.split("/")[0].removeprefix("v"))
 
+    async def _price(self, operation: Operation) -> int:
+        """Credits of one thumbnail of the operation, now."""
+        prices = await self.accounts.prices()
+        return prices.per_thumbnail(operation.input.get("resolution", "1K"))
+
     async def _reserve(self, ctx: StepContext) -> JSON:
         op = ctx.operation
-        per = RESOLUTION_CREDITS[op.input.get("resolution", "1K")]
+        per = await self._price(op)
         variations = int(op.input.get("variations", 1))
         # Charge every variation delivered or still to deliver; one that failed for good
         # (or was skipped) in an earlier round costs nothing.
@@ -85,8 +106,9 @@ class GenerateKind:
             if not any(_dead(records[f"v{i}/{part}"]) for part in ("render", "variants", "record"))
         ]
         target = per * len(live)
-        balance = await self.accounts.set_charge(op.user_id, op.id, target)
-        return {"charged": target, "credits_remaining": balance}
+        balance = await self.accounts.set_charge(op.user_id, op.id, target,
+                                                 generation_charge(op.input))
+        return {"charged": target, "per_thumbnail": per, "credits_remaining": balance}
 
     async def _render(self, ctx: StepContext) -> JSON:
         op = ctx.operation
@@ -121,25 +143,31 @@ class GenerateKind:
         rendered = ctx.outputs[f"v{i}/render"]
         variants = ctx.outputs[f"v{i}/variants"]
         thumb = thumbnail_id(op.id, f"v{i}")
-        await record_thumbnail(
-            self.engine, id=thumb, user_id=op.user_id, operation_id=op.id,
-            title=op.input["title"], image_key=rendered["image_key"],
-            image_400w_key=variants["image_400w_key"],
-            image_800w_key=variants["image_800w_key"],
-            width=rendered["width"], height=rendered["height"],
-            resolution=op.input.get("resolution", "1K"),
+        account = await self.accounts.get(op.user_id)
+        await self.thumbnails.record(NewThumbnail(
+            id=thumb, user_id=op.user_id, operation_id=op.id, title=op.input["title"],
+            image_key=rendered["image_key"], image_400w_key=variants["image_400w_key"],
+            image_800w_key=variants["image_800w_key"], width=rendered["width"],
+            height=rendered["height"], resolution=op.input.get("resolution", "1K"),
             aspect_ratio=op.input.get("aspect_ratio", "16:9"), provider=rendered["provider"],
-        )
+            style=op.input.get("style"), palette=_palette(op.input.get("palette")),
+            emotion=op.input.get("emotion"), project_id=op.input.get("project_id"),
+            has_watermark=account.tier.has_watermark,
+        ))
         return {"thumbnail_id": thumb}
 
     async def _settle(self, ctx: StepContext) -> JSON:
         op = ctx.operation
-        per = RESOLUTION_CREDITS[op.input.get("resolution", "1K")]
+        reserved = ctx.outputs.get("reserve") or {}
+        # The price `reserve` charged at (a cancel may have skipped it: then today's).
+        per = (reserved["per_thumbnail"] if "per_thumbnail" in reserved
+               else await self._price(op))
         delivered = [
             i for i in range(1, int(op.input.get("variations", 1)) + 1)
             if f"v{i}/record" in ctx.outputs
         ]
-        balance = await self.accounts.set_charge(op.user_id, op.id, per * len(delivered))
+        balance = await self.accounts.set_charge(op.user_id, op.id, per * len(delivered),
+                                                 generation_charge(op.input))
         return {"credits_used": per * len(delivered), "credits_remaining": balance}
 
     def conclude(

@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
 from .._images import image_dimensions
+from .._rows import upsert
 from .._spec import format_of
 from .._storage import Storage, content_type_of
+from ..accounts import ThumbnailRows
 from ..providers import EditRequest, ImageFetcher
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._rows import upsert
 from ._tables import heatmaps
-from ._thumbnails import load_thumbnail
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -37,6 +37,7 @@ def upload_key(data: bytes, mime_type: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class HeatmapKind:
+    thumbnails: ThumbnailRows
     storage: Storage
     providers: ProviderCalls
     fetcher: ImageFetcher
@@ -57,7 +58,7 @@ class HeatmapKind:
             return {"image_key": source["image_key"], "sha256": source["sha256"],
                     "mime_type": source["mime_type"]}
         if "thumbnail_id" in source:
-            thumbnail = await load_thumbnail(self.engine, op.user_id, source["thumbnail_id"])
+            thumbnail = await self.thumbnails.load(op.user_id, source["thumbnail_id"])
             data, mime = await self.storage.get(thumbnail.image_key)
             return {"image_key": thumbnail.image_key,
                     "sha256": hashlib.sha256(data).hexdigest(), "mime_type": mime}

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from checkpoints import JSON, Operation, Outcome, Step, StepContext, StepRecord
 
 from .._errors import ProviderError
+from .._rows import upsert
 from ..providers import GeminiProvider, RetryPolicy, YouTube, watch_url
 from ._kinds import CANCELLED_ERROR, Conclusion, first_error, retrying
-from ._rows import upsert
 from ._tables import video_analyses
 
 

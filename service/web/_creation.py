@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,15 +29,8 @@ from .._errors import (
     ValidationFailed,
 )
 from .._images import ImageTooLarge, image_format, verify_image
-from ..operations import (
-    EDIT_CREDITS,
-    ROUTE_OF_KIND,
-    Account,
-    check_generation_allowed,
-    generation_cost,
-    load_thumbnail,
-    upload_key,
-)
+from ..accounts import EDIT_CREDITS, Account, check_generation_allowed
+from ..operations import ROUTE_OF_KIND, generation_cost, upload_key
 from ..providers import MAX_IMAGE_BYTES, check_public_urls, image_model, video_id_of
 from ._auth import Principal
 from ._bodies import EditBody, GenerateBody, HeatmapBody, RequestBody, VideoAnalysisBody, parse
@@ -173,6 +167,14 @@ def _require_provider(svc: Services, model: str | None) -> None:
         )
 
 
+def _require_uuid(value: str, name: str) -> None:
+    """ViewBait's ids are UUIDs (400 otherwise, before anything is written)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be a UUID") from None
+
+
 def _require_credits(account: Account, cost: int, what: str) -> None:
     """402 before anything is written when the balance cannot cover `cost`."""
     if account.credits_remaining < cost:
@@ -191,12 +193,15 @@ async def create_thumbnails(request: Request) -> Response:
     account = await svc.accounts.get(creation.user)
     check_generation_allowed(account.tier, resolution=body.resolution,
                              aspect_ratio=body.aspect_ratio, variations=body.variations)
+    if svc.settings.is_viewbait and body.project_id is not None:
+        _require_uuid(body.project_id, "project_id")
     _require_provider(svc, body.model)
     await check_public_urls(inputs.get("reference_images", ()),
                             allow_private=svc.settings.allow_private_urls)
-    cost = generation_cost(inputs)
-    _require_credits(account, cost, "this generation")
-    return await creation.start("thumbnail.generate", inputs, cost=cost)
+    prices = await svc.accounts.prices()
+    _require_credits(account, prices.generation(body.resolution, body.variations),
+                     "this generation")
+    return await creation.start("thumbnail.generate", inputs, cost=generation_cost(inputs))
 
 
 @limited_by("edit")
@@ -212,11 +217,12 @@ async def create_edit(request: Request) -> Response:
     if (replayed := await creation.replay("thumbnail.edit", inputs)):
         return replayed
     svc = creation.svc
-    await load_thumbnail(svc.engine, creation.user, source_id)  # 404 unless the caller's
+    await svc.thumbnails.load(creation.user, source_id)  # 404 unless the caller's
     _require_provider(svc, body.model)
     await check_public_urls(body.reference_images or (),
                             allow_private=svc.settings.allow_private_urls)
-    _require_credits(await svc.accounts.get(creation.user), EDIT_CREDITS, "an edit")
+    prices = await svc.accounts.prices()
+    _require_credits(await svc.accounts.get(creation.user), prices.edit_credits, "an edit")
     return await creation.start("thumbnail.edit", inputs, cost=EDIT_CREDITS)
 
 
@@ -231,7 +237,7 @@ async def create_heatmap(request: Request) -> Response:
     inputs: dict[str, Any]
     if body.thumbnail_id is not None:
         # 404 unless the caller's; with an inline image it is only this check.
-        await load_thumbnail(svc.engine, creation.user, body.thumbnail_id)
+        await svc.thumbnails.load(creation.user, body.thumbnail_id)
     if body.image_base64 is None and body.thumbnail_id is not None:
         inputs = {"thumbnail_id": body.thumbnail_id}
     elif body.image_url is not None:

@@ -14,7 +14,8 @@ from checkpoints import CheckpointStore
 from .._metrics import Metrics
 from .._settings import Settings
 from .._storage import LocalStorage, Storage
-from ..operations import Accounts, Operations
+from ..accounts import AccountsBackend, ThumbnailRows
+from ..operations import Operations
 from ..providers import ImageFetcher
 from ._auth import Authenticator
 from ._snapshots import Snapshots
@@ -26,7 +27,8 @@ class Services:
     engine: AsyncEngine
     store: CheckpointStore
     operations: Operations
-    accounts: Accounts
+    accounts: AccountsBackend
+    thumbnails: ThumbnailRows
     storage: Storage
     local_storage: LocalStorage | None
     auth: Authenticator

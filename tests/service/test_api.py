@@ -161,7 +161,7 @@ async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(client, db_url, bod
 
 async def test_a_generation_the_balance_cannot_cover_is_402(client, db_url):
     """With too few credits: 402 INSUFFICIENT_CREDITS before anything is written."""
-    from service.operations import Accounts
+    from service.accounts import Accounts
 
     engine = create_engine(db_url)
     try:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service._errors import ErrorInfo, ProviderError, RunError, StorageUnavailable
-from service.operations import metadata
+from service.accounts import metadata
 from service.web import describe
 from tests.service.conftest import auth
 from tests.service.test_streams import set_account

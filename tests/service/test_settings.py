@@ -8,6 +8,8 @@ import pytest
 
 from service import Settings, SettingsError
 
+PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
 
 @pytest.mark.parametrize(
     ("url", "message"),
@@ -69,12 +71,36 @@ def test_redis_urls_of_every_kind_are_accepted(url: str) -> None:
         ({"PROVIDER_MAX_TIME_S": "inf"}, "PROVIDER_MAX_TIME_S must be a finite number"),
         ({"HEATMAP_CACHE_S": "a day"}, "HEATMAP_CACHE_S must be a number"),
         ({"ALLOW_PRIVATE_URLS": "maybe"}, "ALLOW_PRIVATE_URLS must be true or false"),
+        ({"ACCOUNTS_BACKEND": "stripe"}, "ACCOUNTS_BACKEND must be service or viewbait"),
+        ({"ACCOUNTS_BACKEND": "viewbait"}, "ACCOUNTS_BACKEND=viewbait needs PostgreSQL"),
+        ({"ACCOUNTS_BACKEND": "viewbait", "DATABASE_URL": PG, "DATABASE_SCHEMA": "public"},
+         "DATABASE_SCHEMA must not be public with ACCOUNTS_BACKEND=viewbait"),
+        ({"DATABASE_URL": PG, "DATABASE_SCHEMA": "Robert'); DROP"},
+         "DATABASE_SCHEMA must be a lower-case PostgreSQL name"),
+        ({"DATABASE_SCHEMA": "ai"}, "DATABASE_SCHEMA needs PostgreSQL"),
+        ({"STRIPE_MODE": "sandbox"}, "STRIPE_MODE must be live or test"),
+        ({"DATABASE_URL": "postgresql+asyncpg://postgres.ref:pw@aws-0-eu-west-1.pooler."
+                          "supabase.com:6543/postgres"},
+         "port 6543, Supabase's transaction-mode pooler. The transaction-mode pooler breaks "
+         "LISTEN/NOTIFY and prepared statements: use the session-mode pooler"),
     ],
 )
 def test_every_wrong_value_is_refused_naming_its_setting(env, message) -> None:
     """Each setting's wrong value stops the start with a message that names it."""
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_the_schema_of_the_services_tables_follows_the_books() -> None:
+    """DATABASE_SCHEMA: `public` with the service's own books, `viewbait_ai` beside
+    ViewBait's tables, or as set; STRIPE_MODE is `live` unless set."""
+    assert Settings.from_env({"DATABASE_URL": PG}).database_schema == "public"
+    viewbait = Settings.from_env({"DATABASE_URL": PG, "ACCOUNTS_BACKEND": "viewbait"})
+    assert (viewbait.database_schema, viewbait.is_viewbait, viewbait.stripe_mode) == (
+        "viewbait_ai", True, "live")
+    assert Settings.from_env({"DATABASE_URL": PG, "ACCOUNTS_BACKEND": "viewbait",
+                              "DATABASE_SCHEMA": "ai_ops", "STRIPE_MODE": "test"}
+                             ).database_schema == "ai_ops"
 
 
 def test_defaults_with_nothing_set() -> None:
@@ -86,6 +112,7 @@ def test_defaults_with_nothing_set() -> None:
     assert settings.redis_url is None
     assert settings.is_dev_auth
     assert settings.heartbeat_s == 15.0
+    assert (settings.accounts_backend, settings.database_schema) == ("service", "public")
 
 
 def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path, monkeypatch) -> None:

@@ -80,7 +80,7 @@ def provider_calls(log: str, op_id: str) -> list[str]:
 
 async def set_account(env, user_id: str, tier: str, credits: int) -> None:
     from checkpoints import create_engine
-    from service.operations import Accounts
+    from service.accounts import Accounts
 
     engine = create_engine(env["DATABASE_URL"])
     try:

@@ -1,77 +1,34 @@
-"""Accounts, tiers and the credit ledger.
+"""The service's own books: accounts with a tier and a balance, the credit ledger, and
+thumbnails, in the service's tables (PostgreSQL or SQLite).
 
-Invariant: the net credits charged for an operation equal the cost of what it delivered.
-Each operation's charge is *set* to a target (the cost of what is under way or delivered)
-in one transaction that locks the account row, writes the difference to the ledger and
-moves the balance, so no retry path can charge twice, and an increase the balance cannot
-cover is refused (402) — the balance never goes below zero, also under concurrency.
+Each operation's charge is set to a target in one transaction that locks the account
+row, writes the difference to the ledger and moves the balance, so an increase the
+balance cannot cover is refused (402) and the balance never goes below zero, also under
+concurrency.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .._errors import InsufficientCredits, TierLimit
-from .._spec import ASPECT_RATIOS, RESOLUTIONS
-from ._rows import upsert
-from ._tables import accounts, credit_ledger
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    name: str
-    credits: int
-    resolutions: tuple[str, ...]
-    aspect_ratios: tuple[str, ...]
-    max_variations: int
-    heatmaps: bool
-    video_analysis: bool
-
-
-TIERS: Final[Mapping[str, Tier]] = {
-    "free": Tier("free", 10, ("1K",), ("16:9",), 1, False, False),
-    "starter": Tier(
-        "starter", 100, ("1K", "2K"), ("1:1", "3:2", "3:4", "9:16", "16:9"), 2, False, False
-    ),
-    "advanced": Tier("advanced", 300, RESOLUTIONS, ASPECT_RATIOS, 3, True, False),
-    "pro": Tier("pro", 700, RESOLUTIONS, ASPECT_RATIOS, 4, True, True),
-}
-RESOLUTION_CREDITS: Final[Mapping[str, int]] = {"1K": 1, "2K": 2, "4K": 4}
-EDIT_CREDITS: Final = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    user_id: str
-    tier: Tier
-    credits_remaining: int
-
-
-def check_generation_allowed(
-    tier: Tier, *, resolution: str, aspect_ratio: str, variations: int
-) -> None:
-    """Tier gates of a generation (403 TIER_LIMIT naming what the tier allows)."""
-    if resolution not in tier.resolutions:
-        raise TierLimit(
-            f"the {tier.name} tier allows resolutions {', '.join(tier.resolutions)}"
-        )
-    if aspect_ratio not in tier.aspect_ratios:
-        raise TierLimit(
-            f"the {tier.name} tier allows aspect ratios {', '.join(tier.aspect_ratios)}"
-        )
-    if variations > tier.max_variations:
-        raise TierLimit(f"the {tier.name} tier allows up to {tier.max_variations} variations")
+from .._errors import InsufficientCredits, NotFound
+from .._rows import upsert
+from ._ledger import entries_of
+from ._protocol import Charge, NewThumbnail, Thumbnail
+from ._tables import accounts, credit_ledger, thumbnails
+from ._tiers import TIERS, Account, Prices
 
 
 class Accounts:
+    """Accounts in the service's own tables, created with the free tier's credits on first
+    use; prices are the built-in ones."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._prices = Prices()
 
     @staticmethod
     def _now() -> datetime:
@@ -97,6 +54,9 @@ class Accounts:
                 ).one()
         return Account(row.user_id, TIERS[row.tier], int(row.credits_remaining))
 
+    async def prices(self) -> Prices:
+        return self._prices
+
     async def set(self, user_id: str, *, tier: str | None, credits: int | None) -> Account:
         """Set an account's tier and/or balance (the `accounts set` command)."""
         if tier is not None and tier not in TIERS:
@@ -115,7 +75,9 @@ class Accounts:
             )
         return await self.get(user_id)
 
-    async def set_charge(self, user_id: str, operation_id: str, target: int) -> int:
+    async def set_charge(
+        self, user_id: str, operation_id: str, target: int, charge: Charge
+    ) -> int:
         """Make the operation's net charge `target` credits; returns the balance after.
 
         Setting a target (rather than adding) makes every retry of the same step a no-op.
@@ -132,14 +94,8 @@ class Accounts:
                 )
                 or 0
             )
-            entries, total = (
-                await conn.execute(
-                    sa.select(
-                        sa.func.count(), sa.func.coalesce(sa.func.sum(credit_ledger.c.delta), 0)
-                    ).where(credit_ledger.c.operation_id == operation_id)
-                )
-            ).one()
-            increase = target + int(total)  # ledger deltas are negative for charges
+            entries = await entries_of(conn, credit_ledger, operation_id)
+            increase = target - entries.charged
             if increase == 0:
                 return balance
             if increase > balance:
@@ -147,8 +103,9 @@ class Accounts:
             now = self._now()
             await conn.execute(
                 credit_ledger.insert().values(
-                    user_id=user_id, operation_id=operation_id, entry=f"#{int(entries) + 1}",
-                    delta=-increase, created_at=now,
+                    user_id=user_id, operation_id=operation_id,
+                    entry=entries.key_for(operation_id, increase), delta=-increase,
+                    created_at=now,
                 )
             )
             await conn.execute(
@@ -158,3 +115,36 @@ class Accounts:
                         updated_at=now)
             )
             return balance - increase
+
+
+class ServiceThumbnails:
+    """Thumbnails in the service's own table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def load(self, user_id: str, thumbnail_id: str) -> Thumbnail:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(thumbnails).where(
+                        thumbnails.c.id == thumbnail_id, thumbnails.c.user_id == user_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound("no such thumbnail")
+        return Thumbnail(row.id, row.title, row.image_key, row.resolution, row.aspect_ratio)
+
+    async def record(self, thumbnail: NewThumbnail) -> None:
+        row = {
+            "id": thumbnail.id, "user_id": thumbnail.user_id,
+            "operation_id": thumbnail.operation_id, "title": thumbnail.title,
+            "image_key": thumbnail.image_key, "image_400w_key": thumbnail.image_400w_key,
+            "image_800w_key": thumbnail.image_800w_key, "width": thumbnail.width,
+            "height": thumbnail.height, "resolution": thumbnail.resolution,
+            "aspect_ratio": thumbnail.aspect_ratio, "provider": thumbnail.provider,
+            "created_at": datetime.now(UTC),
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(upsert(conn.dialect, thumbnails, row, key=["id"]))
