@@ -29,7 +29,7 @@ from ._errors import (
     UnknownRoute,
 )
 from ._identity import ClientIdentifier, parse_networks, user_identity
-from ._limiter import Decision, RateLimiter, Slot, check_url
+from ._limiter import Decision, RateLimiter, check_url
 from ._memory import MemoryBackend
 from ._policy import (
     DEFAULT_POLICIES,
@@ -41,6 +41,7 @@ from ._policy import (
     parse_policies,
 )
 from ._redis import RedisBackend
+from ._slot import Slot
 from ._starlette import enforce_rate_limit, install_rate_limiter, rate_limiter_of
 
 __all__ = [

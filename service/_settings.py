@@ -170,10 +170,6 @@ class Settings:
             env = {**read_dotenv(Path(".env")), **os.environ}
         data_dir = Path(env.get("DATA_DIR") or "./.viewbait")
         storage, supabase_url, supabase_key = _storage(env)
-        rate_limits = env.get("RATE_LIMITS") or None
-        if rate_limits is not None and not Path(rate_limits).is_file():
-            raise SettingsError(f"RATE_LIMITS: no such file {rate_limits!r}")
-        secret = _secret(env, "AUTH_JWT_SECRET")
         d = cls()
         database_url = _database_url(env, data_dir)
         backend = _choice(env, "ACCOUNTS_BACKEND", ("service", "viewbait"))
@@ -184,7 +180,7 @@ class Settings:
             database_schema=_database_schema(env, database_url, backend),
             stripe_mode=_choice(env, "STRIPE_MODE", ("live", "test")),
             redis_url=_redis_url(env),
-            auth_jwt_secret=secret,
+            auth_jwt_secret=_secret(env, "AUTH_JWT_SECRET"),
             auth_jwks_url=_url(env, "AUTH_JWKS_URL") or (
                 f"{supabase_url}/auth/v1/.well-known/jwks.json" if supabase_url else None),
             auth_audiences=_list(env, "AUTH_AUDIENCES") or d.auth_audiences,
@@ -200,7 +196,7 @@ class Settings:
             youtube_api_key=env.get("YOUTUBE_API_KEY") or None,
             youtube_base_url=_url(env, "YOUTUBE_BASE_URL") or d.youtube_base_url,
             local_provider_delay_ms=_int(env, "LOCAL_PROVIDER_DELAY_MS", 0),
-            rate_limits_file=None if rate_limits is None else Path(rate_limits),
+            rate_limits_file=_existing_file(env, "RATE_LIMITS"),
             storage_backend=storage,
             supabase_url=supabase_url,
             supabase_service_role_key=supabase_key,
@@ -338,6 +334,13 @@ def _refuse_placeholders_for_real_users(settings: Settings) -> None:
             "credits for them. Set IMAGE_PROVIDERS=gemini and/or openai, or "
             "ALLOW_LOCAL_PROVIDER=true for a demo"
         )
+
+
+def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name) or None
+    if raw is not None and not Path(raw).is_file():
+        raise SettingsError(f"{name}: no such file {raw!r}")
+    return None if raw is None else Path(raw)
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:
