@@ -16,7 +16,7 @@ from .._storage import Storage, content_type_of, thumbnail_keys
 from ..accounts import AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import EditRequest
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import Sign, delivered, store_variants, thumbnail_id
+from ._thumbnails import Sign, delivered, is_watermarked, store_variants, thumbnail_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,8 @@ class EditKind:
         op = ctx.operation
         cost = (await self.accounts.prices()).edit_credits
         balance = await self.accounts.set_charge(op.user_id, op.id, cost, self._charge(ctx))
-        return {"charged": cost, "credits_remaining": balance}
+        watermarked = (await self.accounts.get(op.user_id)).tier.has_watermark
+        return {"charged": cost, "credits_remaining": balance, "has_watermark": watermarked}
 
     async def _render(self, ctx: StepContext) -> JSON:
         op = ctx.operation
@@ -95,7 +96,7 @@ class EditKind:
         op = ctx.operation
         source, rendered, variants = (ctx.outputs[k] for k in ("load", "render", "variants"))
         thumb = thumbnail_id(op.id, "edit")
-        account = await self.accounts.get(op.user_id)
+        watermarked = await is_watermarked(self.accounts, ctx)
         await self.thumbnails.record(NewThumbnail(
             id=thumb, user_id=op.user_id, operation_id=op.id,
             title=op.input.get("title") or source["title"], image_key=rendered["image_key"],
@@ -103,7 +104,7 @@ class EditKind:
             image_800w_key=variants["image_800w_key"], width=rendered["width"],
             height=rendered["height"], resolution=source["resolution"],
             aspect_ratio=source["aspect_ratio"], provider=rendered["provider"],
-            has_watermark=account.tier.has_watermark,
+            has_watermark=watermarked,
         ))
         return {"thumbnail_id": thumb}
 

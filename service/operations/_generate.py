@@ -20,7 +20,7 @@ from .._storage import Storage, thumbnail_keys
 from ..accounts import RESOLUTION_CREDITS, AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import ImageRequest
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import Sign, store_variants, thumbnail_id
+from ._thumbnails import Sign, is_watermarked, store_variants, thumbnail_id
 from ._thumbnails import delivered as _delivered
 
 
@@ -108,7 +108,9 @@ class GenerateKind:
         target = per * len(live)
         balance = await self.accounts.set_charge(op.user_id, op.id, target,
                                                  generation_charge(op.input))
-        return {"charged": target, "per_thumbnail": per, "credits_remaining": balance}
+        watermarked = (await self.accounts.get(op.user_id)).tier.has_watermark
+        return {"charged": target, "per_thumbnail": per, "credits_remaining": balance,
+                "has_watermark": watermarked}
 
     async def _render(self, ctx: StepContext) -> JSON:
         op = ctx.operation
@@ -143,7 +145,7 @@ class GenerateKind:
         rendered = ctx.outputs[f"v{i}/render"]
         variants = ctx.outputs[f"v{i}/variants"]
         thumb = thumbnail_id(op.id, f"v{i}")
-        account = await self.accounts.get(op.user_id)
+        watermarked = await is_watermarked(self.accounts, ctx)
         await self.thumbnails.record(NewThumbnail(
             id=thumb, user_id=op.user_id, operation_id=op.id, title=op.input["title"],
             image_key=rendered["image_key"], image_400w_key=variants["image_400w_key"],
@@ -152,7 +154,7 @@ class GenerateKind:
             aspect_ratio=op.input.get("aspect_ratio", "16:9"), provider=rendered["provider"],
             style=op.input.get("style"), palette=_palette(op.input.get("palette")),
             emotion=op.input.get("emotion"), project_id=op.input.get("project_id"),
-            has_watermark=account.tier.has_watermark,
+            has_watermark=watermarked,
         ))
         return {"thumbnail_id": thumb}
 

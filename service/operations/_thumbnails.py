@@ -8,8 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from checkpoints import StepContext
+
 from .._images import make_variants
 from .._storage import Storage, thumbnail_keys
+from ..accounts import AccountsBackend
 
 THUMBNAIL_NAMESPACE = uuid.UUID("6f1c3d5e-2a7b-4c1e-9e8f-5b0a7d3c2e19")
 
@@ -50,3 +53,12 @@ def delivered(outputs: dict[str, Any], part: str) -> dict[str, Any] | None:
         "width": rendered["width"],
         "height": rendered["height"],
     }
+
+
+async def is_watermarked(accounts: AccountsBackend, ctx: StepContext) -> bool:
+    """Whether the user's tier marks their thumbnails as watermarked: as `reserve` found it
+    (once per operation, not once per recorded thumbnail), else read now."""
+    reserved = ctx.outputs.get("reserve") or {}
+    if "has_watermark" in reserved:
+        return bool(reserved["has_watermark"])
+    return (await accounts.get(ctx.operation.user_id)).tier.has_watermark
