@@ -12,6 +12,7 @@ from ._errors import (
     LeaseLost,
     LeaseUnavailable,
     OperationNotFound,
+    is_connection_failure,
 )
 from ._models import (
     JSON,
@@ -66,6 +67,7 @@ __all__ = [
     "create_engine",
     "describe_error",
     "input_hash",
+    "is_connection_failure",
     "is_retryable",
     "metadata",
     "operation_events",

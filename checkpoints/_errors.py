@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 
 class CheckpointError(Exception):
     """Root of every error this package raises."""
@@ -45,3 +47,26 @@ class LeaseLost(CheckpointError):
         )
         self.operation_id = operation_id
         self.token = token
+
+
+#: SQLSTATE classes and codes that say the server cannot be talked to right now (as
+#: opposed to a statement it refuses): connection exceptions (08…), and an administrator
+#: or crash shutdown or a server that is starting or stopping (57P01–57P03).
+_CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (not that a statement is wrong):
+    SQLAlchemy's operational and interface errors, a connection it invalidated, a socket
+    error of the driver, a SQLSTATE of a lost or refused connection, or no pooled
+    connection in time."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc.orig, OSError):
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith(_CONNECTION_SQLSTATES)
+    # asyncpg lets a socket that drops in the middle of a query surface as it is.
+    return isinstance(exc, ConnectionError)

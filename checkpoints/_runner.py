@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ._errors import LeaseLost
+from ._errors import LeaseLost, is_connection_failure
 from ._models import JSON, Lease, Operation, OperationStatus, StepRecord
 from ._steps import (
     INTERRUPTED,
@@ -51,6 +51,7 @@ class Runner:
         describe_error: DescribeError = describe_error,
         public_output: Callable[[JSON], JSON] | None = None,
         sleep: Callable[[float], Coroutine[Any, Any, None]] = asyncio.sleep,
+        outage_patience: float = 60.0,
     ) -> None:
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
@@ -64,6 +65,10 @@ class Runner:
         #: checkpoint keeps the whole output either way.
         self.public_output = public_output or (lambda output: output)
         self.sleep = sleep
+        #: How long a run waits out a database it cannot reach (a restart, a failover)
+        #: before it gives up: its steps' checkpoints are written once the database is
+        #: back, so the paid work they record is never done twice.
+        self.outage_patience = outage_patience
 
     @contextlib.asynccontextmanager
     async def claim(self, operation_id: str) -> AsyncIterator[Run]:
@@ -171,14 +176,58 @@ class Run:
     async def set_status(self, status: OperationStatus) -> None:
         self._seen(await self.store.set_status(self.lease, status))
 
-    async def _record(self, record: StepRecord, event: dict[str, Any]) -> None:
-        written = await self.store.record_step(
-            self.lease,
-            record,
-            event=("step", {"operation_id": self.operation.id, **event}),
+    async def _record(
+        self, record: StepRecord, event: dict[str, Any], *, patient: bool = True
+    ) -> None:
+        """Record a step and append its event (through an outage, unless not `patient`)."""
+
+        def write() -> Awaitable[Written]:
+            return self.store.record_step(
+                self.lease, record, event=("step", {"operation_id": self.operation.id, **event})
+            )
+
+        written = (
+            await self._persist(write, landed=lambda: self._step_landed(record))
+            if patient else await _durable(write())
         )
-        self._seen(written)
+        if written is not None:
+            self._seen(written)
         self.records[record.key] = record
+
+    async def _step_landed(self, record: StepRecord) -> bool:
+        steps = await self.store.get_steps(self.operation.id)
+        return any(s.key == record.key and s.status == record.status
+                   and s.attempts == record.attempts for s in steps)
+
+    async def _persist(
+        self, write: Callable[[], Awaitable[T]], *, landed: Callable[[], Awaitable[bool]]
+    ) -> T | None:
+        """Write a checkpoint through a database outage: after a connection failure, wait,
+        check whether the write landed after all (a commit can go through just before its
+        connection drops), and write again; for up to the runner's `outage_patience`.
+        None when an earlier try had landed. The lease's fence still refuses the write if
+        a newer owner took the operation over meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.runner.outage_patience
+        delay = 0.1
+        while True:
+            try:
+                return await _durable(write())
+            except Exception as exc:
+                if not is_connection_failure(exc) or loop.time() >= deadline:
+                    raise
+                log.warning("checkpoint of %s waits for the database (%s)",
+                            self.operation.id, type(exc).__name__)
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
+                try:
+                    if await landed():
+                        return None
+                    break
+                except Exception as exc:
+                    if not is_connection_failure(exc) or loop.time() >= deadline:
+                        raise
 
     # -- planning and execution ---------------------------------------------------------
 
@@ -254,31 +303,48 @@ class Run:
         self._failures.pop(step.key, None)
         context = StepContext(self, step, attempt)
         try:
-            if self.runner.wrap is None:
-                output = await step.fn(context)
-            else:
-                output = await self.runner.wrap(context, lambda: step.fn(context))
+            output = await self._call(step, context)
         except asyncio.CancelledError:
             # Leave the step failed (and retryable), never half-recorded.
             with contextlib.suppress(Exception):
-                await _durable(self._fail(started, INTERRUPTED))
+                await self._fail(started, INTERRUPTED, patient=False)
             raise
         except Exception as exc:
-            await _durable(self._fail(started, self.runner.describe_error(exc)))
+            await self._fail(started, self.runner.describe_error(exc))
             return False
         completed = dataclasses.replace(
             started, status="completed", output=output, finished_at=self.store.now()
         )
-        await _durable(
-            self._record(
-                completed,
-                {"step": step.key, "status": "completed", "attempt": attempt,
-                 "output": self.runner.public_output(output)},
-            )
+        await self._record(
+            completed,
+            {"step": step.key, "status": "completed", "attempt": attempt,
+             "output": self.runner.public_output(output)},
         )
         return True
 
-    async def _fail(self, started: StepRecord, error: Mapping[str, Any]) -> None:
+    async def _call(self, step: Step, context: StepContext) -> JSON:
+        """Call the step; a step cut short by a database it cannot reach is called again
+        once the database is back (steps are idempotent: any step may run again after a
+        crash), for up to the runner's `outage_patience`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.runner.outage_patience
+        delay = 0.1
+        while True:
+            try:
+                if self.runner.wrap is None:
+                    return await step.fn(context)
+                return await self.runner.wrap(context, lambda: step.fn(context))
+            except Exception as exc:
+                if not is_connection_failure(exc) or loop.time() >= deadline:
+                    raise
+                log.warning("step %s of %s waits for the database (%s)",
+                            step.key, self.operation.id, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+    async def _fail(
+        self, started: StepRecord, error: Mapping[str, Any], *, patient: bool = True
+    ) -> None:
         failed = dataclasses.replace(
             started, status="failed", error=dict(error), finished_at=self.store.now()
         )
@@ -287,6 +353,7 @@ class Run:
             failed,
             {"step": started.key, "status": "failed", "attempt": started.attempts,
              "error": dict(error)},
+            patient=patient,
         )
 
     async def _skip(self, steps: Sequence[Step]) -> None:
@@ -295,11 +362,8 @@ class Run:
             if record.status in ("completed", "skipped"):
                 continue
             skipped = dataclasses.replace(record, status="skipped", finished_at=self.store.now())
-            await _durable(
-                self._record(
-                    skipped,
-                    {"step": step.key, "status": "skipped", "attempt": record.attempts},
-                )
+            await self._record(
+                skipped, {"step": step.key, "status": "skipped", "attempt": record.attempts}
             )
 
     def _outcome(self) -> Outcome:
@@ -338,12 +402,18 @@ class Run:
         data = None
         if event is not None:
             data = (event[0], {"operation_id": self.operation.id, **event[1]})
-        written = await _durable(
-            self.store.finish_operation(
+
+        async def landed() -> bool:
+            op = await self.store.get_operation(self.operation.id)
+            return op.is_finished and op.status == status
+
+        written = await self._persist(
+            lambda: self.store.finish_operation(
                 self.lease, status, result=result, error=error, event=data
-            )
+            ),
+            landed=landed,
         )
-        return written.seq
+        return None if written is None else written.seq
 
 
 async def _durable(write: Awaitable[T]) -> T:

@@ -40,6 +40,10 @@ operations = sa.Table(
 )
 sa.Index("ix_operations_user_created", operations.c.user_id, operations.c.created_at)
 sa.Index("ix_operations_finished_at", operations.c.finished_at)
+#: The unfinished operations by lease expiry: where orphaned runs are looked for.
+sa.Index("ix_operations_unfinished", operations.c.lease_expires_at,
+         postgresql_where=operations.c.status.in_(["pending", "running"]),
+         sqlite_where=operations.c.status.in_(["pending", "running"]))
 
 operation_steps = sa.Table(
     "operation_steps",

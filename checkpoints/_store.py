@@ -157,6 +157,27 @@ class CheckpointStore:
             row = (await conn.execute(stmt)).first()
         return None if row is None else operation_of(row)
 
+    async def orphaned(self, *, idle_for: float, limit: int = 50) -> list[str]:
+        """Unfinished operations nobody holds: their owner's lease has expired, or no lease
+        was taken for `idle_for` seconds (a run that crashed, was suspended at a shutdown,
+        or never started). Longest expired first."""
+        unheld_since = self.now() - timedelta(seconds=idle_for)
+        stmt = (
+            sa.select(operations.c.id)
+            .where(
+                operations.c.status.in_(["pending", "running"]),
+                sa.or_(
+                    operations.c.lease_expires_at < self._clock(),
+                    sa.and_(operations.c.lease_expires_at.is_(None),
+                            operations.c.updated_at < unheld_since),
+                ),
+            )
+            .order_by(operations.c.lease_expires_at)
+            .limit(limit)
+        )
+        async with self._single.connect() as conn:
+            return list((await conn.execute(stmt)).scalars())
+
     async def request_cancel(self, operation_id: str) -> bool:
         """Ask the owner of an unfinished operation to stop; False when it has finished.
 

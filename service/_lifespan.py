@@ -3,6 +3,7 @@ checkpoint store, the rate limiter, the HTTP client, storage, providers and oper
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -103,9 +104,14 @@ def lifespan(settings: Settings, world: OutsideWorld) -> Callable[
         ratelimit.install_rate_limiter(app, limiter)
         http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, transport=world.transport)
         app.state.services = _services(settings, world, engine, store, limiter, metrics, http)
+        sweeper = asyncio.create_task(app.state.services.operations.sweep(settings.lease_ttl_s),
+                                      name="orphaned runs")
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await app.state.services.operations.shutdown(settings.shutdown_grace_s)
             await limiter.aclose()
             await http.aclose()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -27,6 +28,7 @@ from checkpoints import (
     Run,
     Runner,
     StepRecord,
+    is_connection_failure,
     is_retryable,
 )
 
@@ -114,6 +116,23 @@ class Operations:
         """Start an unfinished operation whose owner is gone (or that never started)."""
         if not operation.is_finished and not operation.is_leased(self.store.now().timestamp()):
             self.start(operation.id)
+
+    async def sweep(self, every_s: float) -> None:
+        """Now and then, take over the runs whose owner is gone and that nobody follows
+        (their reserved credits would otherwise stay charged): every unfinished operation
+        ends, whether or not its client comes back. Runs until cancelled."""
+        while self.accepting:
+            await asyncio.sleep(every_s * random.uniform(0.5, 1.5))
+            try:
+                orphans = await self.store.orphaned(idle_for=every_s)
+            except Exception as exc:
+                if not is_connection_failure(exc):
+                    log.exception("looking for orphaned runs failed")
+                continue
+            for operation_id in orphans:
+                if operation_id not in self._tasks and self.accepting:
+                    log.info("taking over an orphaned run", extra={"operation_id": operation_id})
+                    self.start(operation_id)
 
     async def resume(self, operation: Operation) -> None:
         """Restart a failed operation whose error is retryable; 409 for other finished

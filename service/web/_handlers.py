@@ -71,7 +71,7 @@ def describe(exc: BaseException) -> ErrorInfo:
         # Not an error: the client went away mid-body; nobody reads this answer.
         log.info("client disconnected before its request body was read")
         return CLIENT_GONE
-    if is_connection_failure(exc):
+    if checkpoints.is_connection_failure(exc):
         info = DatabaseUnavailable("the database is unavailable; retry shortly",
                                    retry_after=DATABASE_RETRY_AFTER_S).info
         # The exception's text holds SQL; its class says enough (parameters never logged).
@@ -82,18 +82,6 @@ def describe(exc: BaseException) -> ErrorInfo:
         return _http_exception(exc)
     log.error("unhandled error", exc_info=exc, extra=UNEXPECTED.log_fields())
     return UNEXPECTED
-
-
-def is_connection_failure(exc: BaseException) -> bool:
-    """Whether `exc` says the database cannot be reached (not that a statement is wrong):
-    SQLAlchemy's operational and interface errors, a connection it invalidated, a socket
-    error of the driver, or no pooled connection in time."""
-    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
-        return True
-    if isinstance(exc, sa.exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(exc.orig, OSError)
-    # asyncpg lets a socket that drops in the middle of a query surface as it is.
-    return isinstance(exc, ConnectionError)
 
 
 def _http_exception(exc: HTTPException) -> ErrorInfo:

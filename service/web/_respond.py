@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+import checkpoints
 import ratelimit
 from checkpoints import Operation
 
@@ -22,6 +24,8 @@ from ._auth import Principal
 from ._negotiation import wants_async, wants_stream
 from ._responses import Accepted, Links
 from ._services import Services, services_of
+
+log = logging.getLogger("service.http")
 
 #: A send that blocks this long (a client that stopped reading) ends the stream.
 SEND_TIMEOUT_S = 30
@@ -117,6 +121,14 @@ async def stream_response(
                         event=event.type,
                         id=str(event.seq),
                     )
+        except Exception as exc:
+            if not checkpoints.is_connection_failure(exc):
+                raise
+            # Too late for a 503: end the stream; the client reconnects with its
+            # Last-Event-ID (EventSource does) and is answered 503 until the database is
+            # back, then the log goes on where it left off.
+            log.warning("event stream ended: the database is unavailable",
+                        extra={"operation_id": operation_id})
         finally:
             svc.metrics.open_streams.dec()
 

@@ -122,3 +122,31 @@ async def test_a_run_orphaned_by_a_killed_instance_is_resumed_through_another(
     assert received[-1].data["operation"]["status"] == "succeeded"
     assert [e.id for e in received] == list(range(1, len(received) + 1))
     assert "provider call" in b.log()
+
+
+async def test_a_run_orphaned_by_a_killed_instance_ends_without_anyone_following(
+    spawn, cluster_env
+):
+    """A dies mid-run and its client never comes back: B takes the run over on its own
+    (its reserved credits must not stay charged for a thumbnail nobody delivered)."""
+    from checkpoints import CheckpointStore
+
+    a = spawn({**cluster_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}, "a")
+    b = spawn(cluster_env, "b")
+    async with httpx.AsyncClient(timeout=60) as client:
+        created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Left alone"},
+                                    headers={**auth(), "Prefer": "respond-async"})
+        op_id = created.json()["operation_id"]
+        await wait_for_step(client, a.url, op_id, "v1/render", "running")
+    a.kill()
+    store = CheckpointStore.from_url(cluster_env["DATABASE_URL"], listen=False)
+    try:
+        for _ in range(300):
+            operation = await store.get_operation(op_id)
+            if operation.is_finished:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await store.close()
+    assert operation.status == "succeeded"
+    assert "taking over an orphaned run" in b.log()
