@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python bench/checkpoints.py
 	$(BIN)/python bench/ratelimit.py
 	$(BIN)/python bench/streaming.py
+	$(BIN)/python bench/load.py --users 200 --seconds 45
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
