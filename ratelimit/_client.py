@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import RedisSSLContext
+from redis.asyncio.connection import BlockingConnectionPool, RedisSSLContext
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -25,6 +25,11 @@ DEFAULT_SOCKET_TIMEOUT_S = 0.05
 # Connecting takes a TCP handshake and, under a burst of new connections on a busy event
 # loop, more than one read's worth of time; a dead host still costs little with the breaker.
 DEFAULT_CONNECT_TIMEOUT_S = 0.25
+#: Connections to Redis per instance. More callers than that at once wait for a free one
+#: (up to POOL_WAIT_S) instead of failing: redis-py's default pool refuses the 101st
+#: caller with "Too many connections", which a fail-closed route would answer with 503.
+MAX_CONNECTIONS = 100
+POOL_WAIT_S = 1.0
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 _TLS_OPTIONS = frozenset(
@@ -93,10 +98,12 @@ def connect(
             retry=Retry(NoBackoff(), 0),
             driver_info=None,
         )
-    return Redis.from_url(
+    return Redis.from_pool(BlockingConnectionPool.from_url(
         url,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
         driver_info=None,
-    )
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
+    ))

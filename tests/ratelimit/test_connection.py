@@ -82,6 +82,26 @@ async def test_a_cancelled_decision_never_hands_its_answer_to_the_next(
         await limiter.aclose()
 
 
+async def test_more_concurrent_slot_holders_than_pooled_connections_all_get_an_answer(
+    own_redis: RedisServer,
+) -> None:
+    """300 users take a concurrency slot at once, three times the connections the limiter
+    keeps: the extra callers wait for a connection rather than being told that Redis is
+    unavailable (which a fail-closed route answers with 503)."""
+    policy = RoutePolicy("generate", 1000, 60, concurrency=1)
+    limiter = RateLimiter.from_url(own_redis.url, Policies({"generate": policy}),
+                                   socket_timeout_s=5.0)
+    try:
+        await limiter.check("generate", "user:warm")
+        for _ in range(2):  # the second burst finds the pool warm and full
+            slots = await asyncio.gather(
+                *(limiter.acquire_slot("generate", f"user:{n}") for n in range(300)))
+            assert all(slot.held for slot in slots)
+            await asyncio.gather(*(slot.release() for slot in slots))
+    finally:
+        await limiter.aclose()
+
+
 async def test_a_redis_that_stops_answering_costs_one_short_timeout_then_answers_again(
     own_redis: RedisServer,
 ) -> None:
