@@ -263,11 +263,8 @@ class Seen:
         return code
 
 
-class Retry(Exception):
-    """Come back after `delay` seconds (to `switch` the instance if it did not answer)."""
-
-    def __init__(self, delay: float, switch: bool = False) -> None:
-        self.delay, self.switch = delay, switch
+class Cut(Exception):
+    """The client cut its stream on purpose (to follow it again with Last-Event-ID)."""
 
 
 def retry_after(response: httpx.Response) -> float:
@@ -282,6 +279,8 @@ class Follow:
     """One client's view of one operation's event log, across connections."""
 
     op_id: str
+    #: The 202 answer's `links.events` (it carries its own token, as EventSource needs).
+    link: str | None = None
     last: int = 0
     final: bool = False
     error: dict[str, Any] | None = None
@@ -292,7 +291,7 @@ class User:
     """A careful client: one thing at a time, retries with the same Idempotency-Key."""
 
     def __init__(self, campaign: Campaign, name: str, index: int) -> None:
-        self.c, self.name, self.index = campaign, name, index
+        self.c, self.name = campaign, name
         self.rng = random.Random(f"{name}")
         self.headers = {"Authorization": f"Bearer {token(name, ttl_s=24 * 3600)}"}
         self.thumbnails: list[str] = []
@@ -369,7 +368,7 @@ class User:
                     self.seen.answer(response)
                     follow = Follow("")
                     await self.read(response, follow, instance, cross=False, started=started)
-            except (httpx.TransportError, Retry) as exc:
+            except (httpx.TransportError, Cut) as exc:
                 if isinstance(exc, httpx.TransportError):
                     self.seen.transport_errors += 1
                 if follow is None or not follow.op_id:
@@ -409,9 +408,9 @@ class User:
                 follow.result = event.data.get("operation")
             if cut_after is not None and count >= cut_after and not follow.final:
                 self.seen.reconnects += 1
-                raise Retry(0.0)
+                raise Cut
 
-    async def follow(self, follow: Follow, instance: int, link: str | None = None) -> None:
+    async def follow(self, follow: Follow, instance: int) -> None:
         """Follow an operation's events to its final event, reconnecting with
         Last-Event-ID; resume it once if it failed retryably."""
         resumed = False
@@ -425,8 +424,8 @@ class User:
                     await self.resume(follow, instance)
                     continue
                 break
-            path = link or f"/v1/operations/{follow.op_id}/events"
-            headers = dict(self.headers)
+            path = follow.link or f"/v1/operations/{follow.op_id}/events"
+            headers = {} if follow.link else dict(self.headers)
             if follow.last:
                 headers["Last-Event-ID"] = str(follow.last)
             started = time.monotonic()
@@ -443,6 +442,9 @@ class User:
                         if response.status_code in (429, 503):
                             await asyncio.sleep(min(retry_after(response), 10) + self.rng.random())
                             continue
+                        if response.status_code == 401 and follow.link:
+                            follow.link = None  # the link's token expired: the bearer then
+                            continue
                         self.seen.stream_faults.append(
                             f"{follow.op_id}: events answered {response.status_code} {code}")
                         break
@@ -450,7 +452,7 @@ class User:
                     await self.read(response, follow, instance,
                                     cross=instance % 2 != self.home, started=started)
                     attempt = 0
-            except Retry:
+            except Cut:
                 instance += self.rng.randint(0, 1)
             except httpx.TransportError:
                 self.seen.transport_errors += 1
@@ -509,7 +511,7 @@ class User:
         if response.status_code != 202:
             return None
         answer = response.json()
-        follow = Follow(answer["operation_id"])
+        follow = Follow(answer["operation_id"], link=answer["links"]["events"])
         self.seen.operations.setdefault(follow.op_id, self.name)
         return follow
 
