@@ -86,7 +86,7 @@ class Cluster:
     process (and which life of it) made each call."""
 
     root: Path
-    lease_ttl_s: float = 5.0
+    lease_ttl_s: float = 15.0
     fail_rates: tuple[float, float] = (0.05, 0.05)
     #: Seconds the stand-in takes to answer: "min,max".
     provider_delay: str = "1,4"
@@ -955,7 +955,7 @@ async def run(args: argparse.Namespace) -> int:
             async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=90),
                                          limits=limits) as http:
                 campaign = Campaign(cluster, http)
-                for phase in args.phases.split(","):
+                for phase in filter(None, args.phases.split(",")):
                     names, length = await campaign.phase(phase, args.users, args.seconds,
                                                          faults=phase == "faults")
                     ledger = await check_ledger(cluster, campaign.seen, names, phase)
@@ -995,7 +995,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--phases", default="load,faults")
-    parser.add_argument("--lease-ttl", type=float, default=5.0,
+    parser.add_argument("--lease-ttl", type=float, default=15.0,
                         help="LEASE_TTL_S of the instances (how soon a killed one's runs "
                              "are taken over)")
     parser.add_argument("--ceiling", default="", help="numbers of users, e.g. 50,100,200,400")
