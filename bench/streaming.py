@@ -33,7 +33,7 @@ from checkpoints import create_engine  # noqa: E402
 from service import migrate  # noqa: E402
 from service._images import make_variants  # noqa: E402
 from service._spec import ThumbnailSpec  # noqa: E402
-from service.operations import Accounts  # noqa: E402
+from service.accounts import Accounts  # noqa: E402
 from service.providers.local import render_thumbnail  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 from tests.service.conftest import SECRET, ServiceProcess, auth  # noqa: E402
