@@ -1,5 +1,6 @@
 """PostgreSQL's writes: its INSERT, and each fenced write as one statement (one round
-trip, autocommit)."""
+trip, autocommit); a write with a `then` part as two, the second only when the first's
+answer lets it through."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ class PgWrites:
         return postgresql.insert(table)
 
     async def write(self, write: FencedWrite) -> Written:
+        written = await self._write_one(write.first())
+        second = write.second()
+        if second is None or (write.then_unless_cancelled and written.cancel_requested):
+            return written
+        then = await self._write_one(second)
+        return Written(then.seq, then.cancel_requested, then_written=True)
+
+    async def _write_one(self, write: FencedWrite) -> Written:
         stmt = _statement(
             fenced=write.token is not None,
             op_columns=tuple(sorted(name for name in write.sets if name != "updated_at")),

@@ -3,8 +3,9 @@
 A plan is an ordered list of steps. Consecutive steps that name a `group` form a block
 whose groups run concurrently (each group in order), e.g. one group per thumbnail
 variation. A completed step is never run again: its recorded output is handed to later
-steps. Each start, completion, failure and skip is one fenced write that also appends
-the matching `step` event.
+steps. Each start, completion, failure and skip is a fenced write that also appends the
+matching `step` event; a completion goes with the start of the step that follows it in
+one write (one statement on SQLite), before that step runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._errors import LeaseLost
@@ -35,6 +37,15 @@ from ._write import Written
 log = logging.getLogger("checkpoints")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrecorded:
+    """A completed step whose completion is not written yet: it goes first in the next
+    write of its sequence, which comes before any further work of that sequence."""
+
+    record: StepRecord
+    event: dict[str, Any]
 
 
 class Runner:
@@ -171,14 +182,37 @@ class Run:
     async def set_status(self, status: OperationStatus) -> None:
         self._seen(await self.store.set_status(self.lease, status))
 
-    async def _record(self, record: StepRecord, event: dict[str, Any]) -> None:
-        written = await self.store.record_step(
-            self.lease,
-            record,
-            event=("step", {"operation_id": self.operation.id, **event}),
-        )
+    async def _record(
+        self,
+        record: StepRecord,
+        event: dict[str, Any],
+        *,
+        after: _Unrecorded | None = None,
+        unless_cancelled: bool = False,
+    ) -> bool:
+        """Write a step's state and event, after `after` in the same write when given;
+        with `unless_cancelled`, only when nobody asked to cancel. Whether it was written."""
+        step_event = ("step", {"operation_id": self.operation.id, **event})
+        if after is None:
+            written = await self.store.record_step(self.lease, record, event=step_event)
+        else:
+            written = await self.store.record_step(
+                self.lease,
+                after.record,
+                event=("step", {"operation_id": self.operation.id, **after.event}),
+                then=(record, step_event),
+                then_unless_cancelled=unless_cancelled,
+            )
+            if not written.then_written:
+                self._seen(written)
+                return False
         self._seen(written)
         self.records[record.key] = record
+        return True
+
+    async def _flush(self, unrecorded: _Unrecorded | None) -> None:
+        if unrecorded is not None:
+            await _durable(self._record(unrecorded.record, unrecorded.event))
 
     # -- planning and execution ---------------------------------------------------------
 
@@ -205,52 +239,86 @@ class Run:
         A failed ungrouped step halts the plan: later steps stay pending, except those
         marked `always`."""
         halted = False
+        unrecorded: _Unrecorded | None = None
         for block in plan_blocks(self._plan):
             if self._suspended:
                 break
             if isinstance(block, Step):
                 if halted and not block.always:
                     continue
-                if not await self._run_sequence([block]):
+                ok, unrecorded = await self._run_sequence([block], unrecorded)
+                if not ok:
                     halted = True
             elif not halted:
+                await self._flush(unrecorded)
+                unrecorded = None
                 async with asyncio.TaskGroup() as tasks:
                     for steps in block:
-                        tasks.create_task(self._run_sequence(steps))
+                        tasks.create_task(self._run_group(steps))
+        await self._flush(unrecorded)
         return self._outcome()
 
-    async def _run_sequence(self, steps: Sequence[Step]) -> bool:
-        """Run steps in order; False when one failed (the rest are left or skipped)."""
+    async def _run_group(self, steps: Sequence[Step]) -> None:
+        _, unrecorded = await self._run_sequence(steps, None)
+        await self._flush(unrecorded)
+
+    async def _run_sequence(
+        self, steps: Sequence[Step], unrecorded: _Unrecorded | None
+    ) -> tuple[bool, _Unrecorded | None]:
+        """Run steps in order; False when one failed (the rest are left or skipped).
+
+        `unrecorded`: an earlier completion to write first; the last completion is handed
+        back unwritten, for the caller's next write."""
         for i, step in enumerate(steps):
             record = self.records[step.key]
             if record.status in ("completed", "skipped"):
                 continue
             if record.status == "failed" and not is_retryable(record.error):
+                await self._flush(unrecorded)
                 await self._skip(steps[i + 1 :])
-                return False
+                return False, None
             if self._suspended:
-                return True
+                return True, unrecorded
             group_started = step.group is not None and any(
                 self.records[s.key].status == "completed" for s in steps[:i]
             )
-            if self._cancelled and not (step.always or group_started):
+            cancellable = not (step.always or group_started)
+            if self._cancelled and cancellable:
+                await self._flush(unrecorded)
+                unrecorded = None
                 await self._skip([step])
                 continue
-            if not await self._run_step(step):
+            ran, unrecorded = await self._run_step(step, unrecorded, cancellable=cancellable)
+            if ran is None:  # a cancel, learned from the write that would have started it
+                await self._skip([step])
+                continue
+            if not ran:
                 error = self._failures[step.key]
                 if step.group is not None and not is_retryable(error):
                     await self._skip(steps[i + 1 :])
-                return False
-        return True
+                return False, None
+        return True, unrecorded
 
-    async def _run_step(self, step: Step) -> bool:
+    async def _run_step(
+        self, step: Step, unrecorded: _Unrecorded | None, *, cancellable: bool
+    ) -> tuple[bool | None, _Unrecorded | None]:
+        """Start, run and complete a step; its completion comes back unwritten.
+
+        None when the step was not started: the write of `unrecorded` answered that a
+        cancel was requested, and the step is `cancellable`."""
         before = self.records[step.key]
         attempt = before.attempts + 1
         started = dataclasses.replace(
             before, status="running", attempts=attempt, started_at=self.store.now(),
             finished_at=None, error=None, output=None,
         )
-        await self._record(started, {"step": step.key, "status": "started", "attempt": attempt})
+        start_event = {"step": step.key, "status": "started", "attempt": attempt}
+        if unrecorded is None:
+            await self._record(started, start_event)
+        elif not await _durable(
+            self._record(started, start_event, after=unrecorded, unless_cancelled=cancellable)
+        ):
+            return None, None
         self._failures.pop(step.key, None)
         context = StepContext(self, step, attempt)
         try:
@@ -265,18 +333,17 @@ class Run:
             raise
         except Exception as exc:
             await _durable(self._fail(started, self.runner.describe_error(exc)))
-            return False
+            return False, None
         completed = dataclasses.replace(
             started, status="completed", output=output, finished_at=self.store.now()
         )
-        await _durable(
-            self._record(
-                completed,
-                {"step": step.key, "status": "completed", "attempt": attempt,
-                 "output": self.runner.public_output(output)},
-            )
+        # Ahead of the write: the rest of the sequence decides on it (e.g. group started).
+        self.records[step.key] = completed
+        return True, _Unrecorded(
+            completed,
+            {"step": step.key, "status": "completed", "attempt": attempt,
+             "output": self.runner.public_output(output)},
         )
-        return True
 
     async def _fail(self, started: StepRecord, error: Mapping[str, Any]) -> None:
         failed = dataclasses.replace(

@@ -1,11 +1,11 @@
 """The checkpoint store: operations, leases, step checkpoints and the event log.
 
 Every write of a runner is *fenced*: it names the lease token it holds, and the database
-refuses it (`LeaseLost`) once a newer owner took the operation over. On PostgreSQL each
-fenced write — operation row, step row, event and its NOTIFY — is one statement in one
-round trip (`_pg_write.py`); on SQLite it is one `BEGIN IMMEDIATE` transaction
-(`_sqlite_write.py`). The leases live in `_leases.py`, the followers' reads and waits of
-the event log in `_event_feed.py`.
+refuses it (`LeaseLost`) once a newer owner took the operation over. Each fenced write —
+operation row, step row, event (and on PostgreSQL its NOTIFY) — is one statement: one
+round trip on PostgreSQL (`_pg_write.py`), one implicit transaction through a trigger on
+SQLite (`_sqlite_write.py`). The leases live in `_leases.py`, the followers' reads and
+waits of the event log in `_event_feed.py`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class CheckpointStore:
         self._writes: DialectWrites = (
             PgWrites(self._single)
             if engine.dialect.name == "postgresql"
-            else SqliteWrites(engine)
+            else SqliteWrites(self._single)
         )
         self._leases = Leases(self._single)
         self._feed = EventFeed(self._single, listen=listen, poll_interval=poll_interval)
@@ -251,9 +251,19 @@ class CheckpointStore:
         step: StepRecord,
         *,
         event: tuple[str, Mapping[str, Any]] | None = None,
+        then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
+        then_unless_cancelled: bool = False,
     ) -> Written:
-        """Write a step's state (and optionally an event) under the lease, atomically."""
-        return await self._write(lease, step=step, event=event)
+        """Write a step's state (and optionally an event) under the lease, atomically.
+
+        `then` is a second step state and event written after the first (the next step's
+        start, after a step's completion): on SQLite in the same statement, on PostgreSQL
+        in a second one. With `then_unless_cancelled` it is left out when someone asked to
+        cancel the operation; `Written.then_written` tells which happened.
+        """
+        return await self._write(
+            lease, step=step, event=event, then=then, then_unless_cancelled=then_unless_cancelled
+        )
 
     # -- events -------------------------------------------------------------------------
 
@@ -352,6 +362,8 @@ class CheckpointStore:
         reopen: bool = False,
         step: StepRecord | None = None,
         event: tuple[str, Mapping[str, Any]] | None = None,
+        then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
+        then_unless_cancelled: bool = False,
     ) -> Written:
         """Write under `fence`: a lease, or an operation id for an unfenced event."""
         now = self.now()
@@ -369,8 +381,8 @@ class CheckpointStore:
         else:
             operation_id, token = fence, None
         written = await self._writes.write(
-            FencedWrite(operation_id, token, sets, step, event, now)
+            FencedWrite(operation_id, token, sets, step, event, now, then, then_unless_cancelled)
         )
-        if event is not None:
+        if written.seq is not None:
             self._feed.appended(operation_id)
         return written

@@ -1,13 +1,13 @@
 """The writes whose SQL differs by dialect, as one small interface the store talks to.
 
-`_pg_write.py` implements it for PostgreSQL (a fenced write is one statement), and
-`_sqlite_write.py` for SQLite (a fenced write is one `BEGIN IMMEDIATE` transaction).
+`_pg_write.py` implements it for PostgreSQL and `_sqlite_write.py` for SQLite; on both a
+fenced write is one statement (on PostgreSQL, one with a `then` part is two).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,8 +22,9 @@ from ._models import StepRecord
 class Written:
     """What a fenced write tells its writer."""
 
-    seq: int | None  # the event's sequence number, when the write appended one
+    seq: int | None  # the last event's sequence number, when the write appended one
     cancel_requested: bool  # someone asked to cancel the operation
+    then_written: bool = False  # the write's `then` part was applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,22 @@ class FencedWrite:
     step: StepRecord | None
     event: tuple[str, Mapping[str, Any]] | None
     now: datetime
+    #: A second step row and event written after the first ones (the next step's start,
+    #: after a step's completion); left out when `then_unless_cancelled` and someone
+    #: asked to cancel the operation.
+    then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None
+    then_unless_cancelled: bool = False
+
+    def first(self) -> FencedWrite:
+        """This write without its `then` part."""
+        return replace(self, then=None, then_unless_cancelled=False)
+
+    def second(self) -> FencedWrite | None:
+        """The `then` part as a write of its own (after `first()`)."""
+        if self.then is None:
+            return None
+        return replace(self, sets={"updated_at": self.now}, step=self.then[0],
+                       event=self.then[1], then=None, then_unless_cancelled=False)
 
     def refused(self) -> CheckpointError:
         """The error to raise when no operation row let the write through."""
