@@ -82,6 +82,23 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
         _sqlite_write.install(dbapi_connection)
 
+    # aiosqlite runs each call on its connection's thread, and every connection ends with
+    # a COMMIT or ROLLBACK, also those that ran single statements in SQLite's autocommit
+    # mode: with no transaction open, that round trip to the thread does nothing.
+    dialect = engine.dialect
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            rollback(dbapi_connection)
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            commit(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(SQLITE_AUTOCOMMIT):

@@ -84,8 +84,10 @@ class Runner:
         over meanwhile, the body is cancelled and `LeaseLost` raised. The lease is
         released on the way out.
         """
-        lease = await self.store.acquire_lease(operation_id, self.owner, self.lease_ttl)
-        run = Run(self, lease, await self.store.get_operation(operation_id))
+        lease, operation = await self.store.take_operation(
+            operation_id, self.owner, self.lease_ttl
+        )
+        run = Run(self, lease, operation)
         await run.load_steps()
         task = asyncio.current_task()
         keeper = asyncio.create_task(run.keep_lease(task), name=f"lease:{operation_id}")
@@ -99,7 +101,8 @@ class Runner:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            if not run.lost:
+            # A finished operation's last write released the lease already.
+            if not (run.lost or run.finished):
                 with contextlib.suppress(Exception):
                     await _durable(self.store.release_lease(run.lease))
 
@@ -113,6 +116,7 @@ class Run:
         self.lease = lease
         self.operation = operation
         self.lost = False
+        self.finished = False  # `finish` wrote the terminal state (and freed the lease)
         self.records: dict[str, StepRecord] = {}
         self._plan: list[Step] = []
         self._cancelled = operation.cancel_requested
@@ -410,6 +414,7 @@ class Run:
                 self.lease, status, result=result, error=error, event=data
             )
         )
+        self.finished = True
         return written.seq
 
 

@@ -119,24 +119,28 @@ class CheckpointStore:
         }
         if idempotency_key is None:
             async with self._single.connect() as conn:
-                await conn.execute(operations.insert().values(row))
+                new = (
+                    await conn.execute(operations.insert().values(row).returning(*operations.c))
+                ).one()
                 await conn.commit()
-            return await self.get_operation(row["id"]), True
+            return operation_of(new), True
         stmt = (
             self._writes.insert(operations)
             .values(row)
             .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
-            .returning(operations.c.id)
+            .returning(*operations.c)
         )
         async with self._single.connect() as conn:
-            created = (await conn.execute(stmt)).first() is not None
+            inserted = (await conn.execute(stmt)).first()
             await conn.commit()
+        if inserted is not None:
+            return operation_of(inserted), True
         existing = await self.find_operation(user_id, idempotency_key)
         if existing is None:  # deleted by retention between the two statements
             raise OperationNotFound(row["id"])
         if existing.input_hash != digest:
             raise IdempotencyKeyReused(idempotency_key, existing.id)
-        return existing, created
+        return existing, False
 
     async def get_operation(self, operation_id: str, *, user_id: str | None = None) -> Operation:
         """The operation; with `user_id`, only when it belongs to that user."""
@@ -184,12 +188,19 @@ class CheckpointStore:
         The new token is larger than every earlier one, so writes of an earlier owner are
         refused from now on. Raises `LeaseUnavailable` or `OperationNotFound`.
         """
+        lease, _ = await self.take_operation(operation_id, owner, ttl)
+        return lease
+
+    async def take_operation(
+        self, operation_id: str, owner: str, ttl: float
+    ) -> tuple[Lease, Operation]:
+        """`acquire_lease`, and the operation as the acquisition left it (one statement)."""
         now = self._clock()
-        lease = await self._leases.take(operation_id, owner, now, now + ttl)
-        if lease is None:
+        taken = await self._leases.take(operation_id, owner, now, now + ttl)
+        if taken is None:
             current = await self.get_operation(operation_id)
             raise LeaseUnavailable(operation_id, current.lease_owner, current.lease_expires_at)
-        return lease
+        return taken
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self._leases.renew(lease, self._clock() + ttl)
