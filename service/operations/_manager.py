@@ -288,9 +288,19 @@ class Operations:
             await self.take_over_if_orphaned(op)
 
     async def wait_until_finished(self, operation_id: str, timeout: float) -> Operation | None:
-        """The finished operation, or None when it is still running after `timeout`."""
+        """The finished operation, or None when it is still running after `timeout`.
+
+        A run of this process is waited for directly rather than by reading its event log
+        as it grows; one that ended unfinished (suspended, crashed, taken over) or runs
+        elsewhere is followed through its log, which takes it over once orphaned."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
+                run = self._tasks.get(operation_id)
+                if run is not None:
+                    await asyncio.wait([run])  # waiting, never cancelling the run
+                    op = await self.store.get_operation(operation_id)
+                    if op.is_finished:
+                        return op
                 async for _event in self.follow(operation_id, 0):
                     pass
         op = await self.store.get_operation(operation_id)
