@@ -16,6 +16,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ._errors import LeaseLost
@@ -82,13 +83,13 @@ class Runner:
 
         Raises `LeaseUnavailable` when a live owner holds it. If a newer owner takes it
         over meanwhile, the body is cancelled and `LeaseLost` raised. The lease is
-        released on the way out.
+        released on the way out. The run's step records are read by its `plan` (or
+        `load_steps`).
         """
         lease, operation = await self.store.take_operation(
             operation_id, self.owner, self.lease_ttl
         )
         run = Run(self, lease, operation)
-        await run.load_steps()
         task = asyncio.current_task()
         keeper = asyncio.create_task(run.keep_lease(task), name=f"lease:{operation_id}")
         try:
@@ -142,7 +143,11 @@ class Run:
         return {k: r.output for k, r in self.records.items() if r.status == "completed"}
 
     async def load_steps(self) -> None:
-        self.records = {r.key: r for r in await self.store.get_steps(self.operation.id)}
+        """Read the operation's step records (`plan` does too)."""
+        self._load(await self.store.get_steps(self.operation.id))
+
+    def _load(self, records: Sequence[StepRecord]) -> None:
+        self.records = {r.key: r for r in records}
         self._failures = {
             k: r.error or {} for k, r in self.records.items() if r.status == "failed"
         }
@@ -183,8 +188,18 @@ class Run:
         assert written.seq is not None
         return written.seq
 
-    async def set_status(self, status: OperationStatus) -> None:
-        self._seen(await self.store.set_status(self.lease, status))
+    async def set_status(
+        self,
+        status: OperationStatus,
+        *,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Set a non-terminal status, optionally with an event in the same write (see
+        `CheckpointStore.set_status`)."""
+        if event is not None:
+            event = (event[0], {"operation_id": self.operation.id, **event[1]})
+        self._seen(await self.store.set_status(self.lease, status, event=event, at=at))
 
     async def _record(
         self,
@@ -226,8 +241,7 @@ class Run:
         if len(set(keys)) != len(keys):
             raise ValueError("step keys must be unique within a plan")
         self._plan = list(steps)
-        records = await self.store.plan_steps(self.lease, keys)
-        self.records = {r.key: r for r in records}
+        self._load(await self.store.plan_steps(self.lease, keys))
         return [self.records[k] for k in keys]
 
     async def reset(self, keys: Sequence[str]) -> None:

@@ -305,12 +305,21 @@ class CheckpointStore:
 
     # -- terminal state -----------------------------------------------------------------
 
-    async def set_status(self, lease: Lease, status: OperationStatus) -> Written:
-        """Set a non-terminal status (e.g. `running`) under the lease; a finished
-        operation set back to `running` (a resume) loses its result and error."""
+    async def set_status(
+        self,
+        lease: Lease,
+        status: OperationStatus,
+        *,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+        at: datetime | None = None,
+    ) -> Written:
+        """Set a non-terminal status (e.g. `running`) under the lease, optionally with an
+        event in the same write; a finished operation set back to `running` (a resume)
+        loses its result and error. `at`: the operation's new `updated_at` (default now),
+        e.g. the time a snapshot in `event` shows."""
         if status in TERMINAL_STATUSES:
             raise ValueError("use finish_operation for a terminal status")
-        return await self._write(lease, status=status, reopen=True)
+        return await self._write(lease, status=status, reopen=True, event=event, now=at)
 
     async def finish_operation(
         self,
@@ -375,9 +384,10 @@ class CheckpointStore:
         event: tuple[str, Mapping[str, Any]] | None = None,
         then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
         then_unless_cancelled: bool = False,
+        now: datetime | None = None,
     ) -> Written:
         """Write under `fence`: a lease, or an operation id for an unfenced event."""
-        now = self.now()
+        now = now or self.now()
         sets: dict[str, Any] = {"updated_at": now}
         if status is not None:
             sets["status"] = status

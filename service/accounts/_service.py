@@ -83,17 +83,18 @@ class Accounts:
         Setting a target (rather than adding) makes every retry of the same step a no-op.
         Raises 402 when the balance cannot cover an increase; then nothing is written.
         """
+        # Serialises charges of one user (SQLite's BEGIN IMMEDIATE already does).
+        locked = (
+            sa.select(accounts.c.credits_remaining)
+            .where(accounts.c.user_id == user_id)
+            .with_for_update()
+        )
         async with self._engine.begin() as conn:
-            await self._ensure(conn, user_id)
-            # Serialises charges of one user (SQLite's BEGIN IMMEDIATE already does).
-            balance = int(
-                await conn.scalar(
-                    sa.select(accounts.c.credits_remaining)
-                    .where(accounts.c.user_id == user_id)
-                    .with_for_update()
-                )
-                or 0
-            )
+            found = await conn.scalar(locked)
+            if found is None:  # first use
+                await self._ensure(conn, user_id)
+                found = await conn.scalar(locked)
+            balance = int(found or 0)
             entries = await entries_of(conn, credit_ledger, operation_id)
             increase = target - entries.charged
             if increase == 0:

@@ -193,14 +193,21 @@ class Operations:
         if op.is_finished:
             await run.reset(list(kind.rerun_on_resume))
         if op.status != "running":
-            await run.set_status("running")
-            op = await self.store.get_operation(op.id)
+            # The status and the first event, with the snapshot of the operation as that
+            # write leaves it, go in one write.
+            now = self.store.now()
+            op = dataclasses.replace(op, status="running", result=None, error=None,
+                                     finished_at=None, updated_at=now)
             run.operation = op
-        _done(started_future)
-        await run.emit(
-            "operation",
-            {"operation": await self.present(op, list(run.records.values()))},
-        )
+            first = {"operation": await self.present(op, list(run.records.values()))}
+            await run.set_status("running", event=("operation", first), at=now)
+            _done(started_future)
+        else:
+            _done(started_future)
+            await run.emit(
+                "operation",
+                {"operation": await self.present(op, list(run.records.values()))},
+            )
         outcome = await run.execute()
         if outcome.suspended:
             log.info("run suspended", extra={"operation_id": op.id})
