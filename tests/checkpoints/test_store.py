@@ -253,3 +253,26 @@ async def test_create_schema_sets_up_a_store_without_migrations(tmp_path):
         assert (await store.append_event(lease, "step", {})).seq == 1
     finally:
         await store.close()
+
+
+async def test_on_sqlite_a_failed_transaction_still_rolls_back(sqlite_url: str):
+    """The no-op COMMIT/ROLLBACK that single statements end with is skipped, never a real
+    one: a transaction that fails is rolled back and frees the write lock at once."""
+    store = CheckpointStore.from_url(sqlite_url)
+    try:
+        op, _ = await store.create_operation(user_id="u1", kind="k", input={})
+
+        async def abandoned_transaction() -> None:
+            async with store.engine.begin() as conn:
+                await conn.execute(
+                    operations.update().where(operations.c.id == op.id).values(status="failed")
+                )
+                raise RuntimeError("abandoned")
+
+        with pytest.raises(RuntimeError):
+            await abandoned_transaction()
+        assert (await store.get_operation(op.id)).status == "pending"
+        lease = await asyncio.wait_for(store.acquire_lease(op.id, "next", ttl=10), 5)
+        assert lease.owner == "next"
+    finally:
+        await store.close()
