@@ -5,7 +5,7 @@ whose groups run concurrently (each group in order), e.g. one group per thumbnai
 variation. A completed step is never run again: its recorded output is handed to later
 steps. Each start, completion, failure and skip is a fenced write that also appends the
 matching `step` event; a completion goes with the start of the step that follows it in
-one write (one statement on SQLite), before that step runs.
+one write (one statement), before that step runs.
 """
 
 from __future__ import annotations

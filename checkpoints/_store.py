@@ -268,9 +268,9 @@ class CheckpointStore:
         """Write a step's state (and optionally an event) under the lease, atomically.
 
         `then` is a second step state and event written after the first (the next step's
-        start, after a step's completion): on SQLite in the same statement, on PostgreSQL
-        in a second one. With `then_unless_cancelled` it is left out when someone asked to
-        cancel the operation; `Written.then_written` tells which happened.
+        start, after a step's completion), in the same statement. With
+        `then_unless_cancelled` it is left out when someone asked to cancel the
+        operation; `Written.then_written` tells which happened.
         """
         return await self._write(
             lease, step=step, event=event, then=then, then_unless_cancelled=then_unless_cancelled

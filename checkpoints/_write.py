@@ -1,13 +1,13 @@
 """The writes whose SQL differs by dialect, as one small interface the store talks to.
 
 `_pg_write.py` implements it for PostgreSQL and `_sqlite_write.py` for SQLite; on both a
-fenced write is one statement (on PostgreSQL, one with a `then` part is two).
+fenced write is one statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,17 +42,6 @@ class FencedWrite:
     #: asked to cancel the operation.
     then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None
     then_unless_cancelled: bool = False
-
-    def first(self) -> FencedWrite:
-        """This write without its `then` part."""
-        return replace(self, then=None, then_unless_cancelled=False)
-
-    def second(self) -> FencedWrite | None:
-        """The `then` part as a write of its own (after `first()`)."""
-        if self.then is None:
-            return None
-        return replace(self, sets={"updated_at": self.now}, step=self.then[0],
-                       event=self.then[1], then=None, then_unless_cancelled=False)
 
     def refused(self) -> CheckpointError:
         """The error to raise when no operation row let the write through."""

@@ -242,10 +242,10 @@ async def test_a_cancel_learned_from_a_completion_skips_the_next_step_unstarted(
     assert steps["s2"] == ("skipped", 0)
 
 
-async def test_on_sqlite_a_step_costs_one_statement(sqlite_url: str, clock: FakeClock):
-    """On SQLite each step's completion and the next one's start are one statement, with
-    no BEGIN/COMMIT around it: n steps cost n + 1 statements (the last completion alone)."""
-    store = CheckpointStore.from_url(sqlite_url, clock=clock)
+async def test_a_step_costs_one_statement(db_url: str, clock: FakeClock):
+    """Each step's completion and the next one's start are one statement, with no
+    BEGIN/COMMIT around it: n steps cost n + 1 statements (the last completion alone)."""
+    store = CheckpointStore.from_url(db_url, clock=clock)
     statements: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
