@@ -3,14 +3,15 @@ trip, autocommit)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._models import JSON, StepRecord, canonical_json
+from ._models import JSON, Lease, StepRecord, canonical_json
 from ._notify import CHANNEL
 from ._write import FencedWrite, Written
 
@@ -37,6 +38,25 @@ class PgWrites:
         if row is None:
             raise write.refused()
         return Written(row.seq, bool(row.cancel_requested), bool(row.then_written))
+
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+        # The row lock of the operation makes a takeover wait for this insert's commit.
+        async with self._autocommit.connect() as conn:
+            result = await conn.execute(_PLAN, {
+                "operation_id": lease.operation_id, "token": lease.token,
+                "keys": list(keys), "positions": list(range(len(keys))),
+            })
+        return bool(result.rowcount)
+
+
+_PLAN: Final = sa.text(
+    "WITH op AS (SELECT id FROM operations WHERE id = :operation_id "
+    "AND lease_token = :token FOR UPDATE) "
+    "INSERT INTO operation_steps (operation_id, key, position, status, attempts) "
+    "SELECT op.id, step.key, step.position, 'pending', 0 FROM op, "
+    "unnest(CAST(:keys AS text[]), CAST(:positions AS integer[])) AS step(key, position) "
+    "ON CONFLICT (operation_id, key) DO UPDATE SET position = EXCLUDED.position"
+)
 
 
 def _parameters(write: FencedWrite) -> dict[str, Any]:

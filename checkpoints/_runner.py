@@ -267,7 +267,11 @@ class Run:
                 ok, unrecorded = await self._run_sequence([block], unrecorded)
                 if not ok:
                     halted = True
-            elif not halted:
+            elif halted:
+                continue
+            elif len(block) == 1:  # one group runs alone: it goes on from the step before
+                _, unrecorded = await self._run_sequence(block[0], unrecorded)
+            else:
                 await self._flush(unrecorded)
                 unrecorded = None
                 async with asyncio.TaskGroup() as tasks:

@@ -18,7 +18,7 @@ no row, the same answer as PostgreSQL's UPDATE that matched nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._models import JSON, StepRecord
+from ._models import JSON, Lease, StepRecord
 from ._write import FencedWrite, Written
 
 #: The operation columns a write may set besides `updated_at` (see `CheckpointStore._write`).
@@ -110,6 +110,15 @@ _WRITE: Final = sa.text(
 )
 
 
+_PLAN: Final = sa.text(
+    "INSERT INTO operation_steps (operation_id, key, position, status, attempts) "
+    "SELECT :operation_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "'pending', 0 FROM json_each(:steps) WHERE EXISTS (SELECT 1 FROM operations "
+    "WHERE id = :operation_id AND lease_token = :token) "
+    "ON CONFLICT (operation_id, key) DO UPDATE SET position = excluded.position"
+)
+
+
 def install(dbapi_connection: Any) -> None:
     """Create this connection's `checkpoint_write` view and trigger."""
     cursor = dbapi_connection.cursor()
@@ -144,6 +153,14 @@ class SqliteWrites:
         wrote_event = write.event is not None or bool(row.then_written)
         seq = int(row.seq) if wrote_event else None
         return Written(seq, bool(row.cancel_requested), bool(row.then_written))
+
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+        steps = json.dumps([[key, position] for position, key in enumerate(keys)])
+        async with self._autocommit.connect() as conn:
+            result = await conn.execute(_PLAN, {
+                "operation_id": lease.operation_id, "token": lease.token, "steps": steps,
+            })
+        return bool(result.rowcount)
 
     def _parameters(self, write: FencedWrite) -> dict[str, Any]:
         sets = {name: write.sets[name] for name in _OPERATION_COLUMNS if name in write.sets}

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engine import autocommit, create_engine
-from ._errors import IdempotencyKeyReused, LeaseUnavailable, OperationNotFound
+from ._errors import IdempotencyKeyReused, LeaseLost, LeaseUnavailable, OperationNotFound
 from ._event_feed import EventFeed
 from ._leases import Leases, hold_lease
 from ._models import (
@@ -214,21 +214,12 @@ class CheckpointStore:
     async def plan_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:
         """Record the planned steps (new ones `pending`, known ones untouched) and return
         every step of the operation in plan order."""
-        async with self.engine.begin() as conn:
-            await hold_lease(conn, lease)
-            if keys:
-                rows = [
-                    {"operation_id": lease.operation_id, "key": key, "position": i,
-                     "status": "pending", "attempts": 0}
-                    for i, key in enumerate(keys)
-                ]
-                insert = self._writes.insert(operation_steps).values(rows)
-                await conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["operation_id", "key"],
-                        set_={"position": insert.excluded.position},
-                    )
-                )
+        if keys:
+            if not await self._writes.plan(lease, keys):
+                raise LeaseLost(lease.operation_id, lease.token)
+        else:
+            async with self.engine.begin() as conn:
+                await hold_lease(conn, lease)
         return await self.get_steps(lease.operation_id)
 
     async def reset_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:

@@ -6,7 +6,7 @@ fenced write is one statement.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ._errors import CheckpointError, LeaseLost, OperationNotFound
-from ._models import StepRecord
+from ._models import Lease, StepRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +58,7 @@ class DialectWrites(Protocol):
 
     async def write(self, write: FencedWrite) -> Written:
         """Apply `write` atomically; raise `write.refused()` when the fence refuses it."""
+
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+        """Insert the (non-empty) plan's new steps `pending` and move known ones to their
+        position, in one statement under the lease; False when the fence refused it."""
