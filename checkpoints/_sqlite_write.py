@@ -12,7 +12,8 @@ lock when it starts (waiting for it under the busy timeout, like `BEGIN IMMEDIAT
 write costs one statement instead of BEGIN, three statements and COMMIT. The answer comes
 back through RETURNING, whose subqueries see the operation's row as the trigger left it;
 a refused fence ends the trigger with `RAISE(IGNORE)`, which changes nothing and returns
-no row, the same answer as PostgreSQL's UPDATE that matched nothing.
+no row, the same answer as PostgreSQL's UPDATE that matched nothing. A plan's steps are
+one fenced INSERT … SELECT as well. (RETURNING needs SQLite 3.35 or newer.)
 """
 
 from __future__ import annotations
