@@ -5,7 +5,7 @@ Works on PostgreSQL (asyncpg) and SQLite (aiosqlite) through SQLAlchemy 2 async;
 nothing of HTTP, Redis or providers.
 """
 
-from ._engine import create_engine
+from ._engine import autocommit, create_engine
 from ._errors import (
     CheckpointError,
     IdempotencyKeyReused,
@@ -63,6 +63,7 @@ __all__ = [
     "StepStatus",
     "StepWrapper",
     "Written",
+    "autocommit",
     "canonical_json",
     "create_engine",
     "describe_error",

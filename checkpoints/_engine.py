@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from . import _sqlite_write
+
 #: Execution option: on SQLite, run each statement in SQLite's own autocommit mode
 #: (single-statement reads and writes need no BEGIN/COMMIT).
 SQLITE_AUTOCOMMIT: Final = "checkpoints_autocommit"
@@ -72,9 +74,30 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # In WAL mode NORMAL syncs the log at checkpoints, not at every commit: a commit
+        # survives a crash of the process (what checkpoints guard against) and stays
+        # atomic; only a power loss or OS crash may roll back the last commits.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        _sqlite_write.install(dbapi_connection)
+
+    # aiosqlite runs each call on its connection's thread, and every connection ends with
+    # a COMMIT or ROLLBACK, also those that ran single statements in SQLite's autocommit
+    # mode: with no transaction open, that round trip to the thread does nothing.
+    dialect = engine.dialect
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            rollback(dbapi_connection)
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            commit(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._errors import LeaseLost
-from ._models import Lease
+from ._models import Lease, Operation
+from ._rows import operation_of
 from ._schema import operations
 
 
@@ -26,9 +27,10 @@ class Leases:
 
     async def take(
         self, operation_id: str, owner: str, now: float, expires_at: float
-    ) -> Lease | None:
-        """A new lease when nobody holds the operation or its holder's lease expired by
-        `now`; None otherwise, and when there is no such operation."""
+    ) -> tuple[Lease, Operation] | None:
+        """A new lease, and the operation as taking it left it, when nobody holds the
+        operation or its holder's lease expired by `now`; None otherwise, and when there
+        is no such operation."""
         stmt = (
             operations.update()
             .where(
@@ -44,10 +46,12 @@ class Leases:
                 lease_owner=owner,
                 lease_expires_at=expires_at,
             )
-            .returning(operations.c.lease_token)
+            .returning(*operations.c)
         )
         row = await self._first(stmt)
-        return None if row is None else Lease(operation_id, owner, int(row[0]), expires_at)
+        if row is None:
+            return None
+        return Lease(operation_id, owner, int(row.lease_token), expires_at), operation_of(row)
 
     async def renew(self, lease: Lease, expires_at: float) -> Lease:
         """The lease until `expires_at`; `LeaseLost` when a newer owner holds it."""

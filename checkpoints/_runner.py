@@ -3,8 +3,9 @@
 A plan is an ordered list of steps. Consecutive steps that name a `group` form a block
 whose groups run concurrently (each group in order), e.g. one group per thumbnail
 variation. A completed step is never run again: its recorded output is handed to later
-steps. Each start, completion, failure and skip is one fenced write that also appends
-the matching `step` event.
+steps. Each start, completion, failure and skip is a fenced write that also appends the
+matching `step` event; a completion goes with the start of the step that follows it in
+one write (one statement), before that step runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ._errors import LeaseLost, is_connection_failure
@@ -35,6 +38,15 @@ from ._write import Written
 log = logging.getLogger("checkpoints")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrecorded:
+    """A completed step whose completion is not written yet: it goes first in the next
+    write of its sequence, which comes before any further work of that sequence."""
+
+    record: StepRecord
+    event: dict[str, Any]
 
 
 class Runner:
@@ -76,11 +88,13 @@ class Runner:
 
         Raises `LeaseUnavailable` when a live owner holds it. If a newer owner takes it
         over meanwhile, the body is cancelled and `LeaseLost` raised. The lease is
-        released on the way out.
+        released on the way out. The run's step records are read by its `plan` (or
+        `load_steps`).
         """
-        lease = await self.store.acquire_lease(operation_id, self.owner, self.lease_ttl)
-        run = Run(self, lease, await self.store.get_operation(operation_id))
-        await run.load_steps()
+        lease, operation = await self.store.take_operation(
+            operation_id, self.owner, self.lease_ttl
+        )
+        run = Run(self, lease, operation)
         task = asyncio.current_task()
         keeper = asyncio.create_task(run.keep_lease(task), name=f"lease:{operation_id}")
         try:
@@ -93,7 +107,8 @@ class Runner:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            if not run.lost:
+            # A finished operation's last write released the lease already.
+            if not (run.lost or run.finished):
                 with contextlib.suppress(Exception):
                     await _durable(self.store.release_lease(run.lease))
 
@@ -107,6 +122,7 @@ class Run:
         self.lease = lease
         self.operation = operation
         self.lost = False
+        self.finished = False  # `finish` wrote the terminal state (and freed the lease)
         self.records: dict[str, StepRecord] = {}
         self._plan: list[Step] = []
         self._cancelled = operation.cancel_requested
@@ -132,7 +148,11 @@ class Run:
         return {k: r.output for k, r in self.records.items() if r.status == "completed"}
 
     async def load_steps(self) -> None:
-        self.records = {r.key: r for r in await self.store.get_steps(self.operation.id)}
+        """Read the operation's step records (`plan` does too)."""
+        self._load(await self.store.get_steps(self.operation.id))
+
+    def _load(self, records: Sequence[StepRecord]) -> None:
+        self.records = {r.key: r for r in records}
         self._failures = {
             k: r.error or {} for k, r in self.records.items() if r.status == "failed"
         }
@@ -173,42 +193,86 @@ class Run:
         assert written.seq is not None
         return written.seq
 
-    async def set_status(self, status: OperationStatus) -> None:
-        self._seen(await self.store.set_status(self.lease, status))
+    async def set_status(
+        self,
+        status: OperationStatus,
+        *,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Set a non-terminal status, optionally with an event in the same write (see
+        `CheckpointStore.set_status`)."""
+        if event is not None:
+            event = (event[0], {"operation_id": self.operation.id, **event[1]})
+        self._seen(await self.store.set_status(self.lease, status, event=event, at=at))
 
     async def _record(
-        self, record: StepRecord, event: dict[str, Any], *, patient: bool = True
-    ) -> None:
-        """Record a step and append its event (through an outage, unless not `patient`)."""
-
-        def write() -> Awaitable[Written]:
-            return self.store.record_step(
-                self.lease, record, event=("step", {"operation_id": self.operation.id, **event})
+        self,
+        record: StepRecord,
+        event: dict[str, Any],
+        *,
+        after: _Unrecorded | None = None,
+        unless_cancelled: bool = False,
+        patient: bool = True,
+    ) -> bool:
+        """Write a step's state and event, after `after` in the same write when given;
+        with `unless_cancelled`, only when nobody asked to cancel; through a database
+        outage unless not `patient`. Whether it was written."""
+        step_event = ("step", {"operation_id": self.operation.id, **event})
+        if after is None:
+            written = await self._persist(
+                lambda: self.store.record_step(self.lease, record, event=step_event),
+                landed=lambda: self._landed(record), patient=patient,
             )
+            if written is not None:
+                self._seen(written)
+        else:
+            then_landed: list[bool] = []
 
-        written = (
-            await self._persist(write, landed=lambda: self._step_landed(record))
-            if patient else await _durable(write())
-        )
-        if written is not None:
-            self._seen(written)
+            async def landed() -> bool:
+                if not await self._landed(after.record):
+                    return False
+                then_landed.append(await self._landed(record))
+                return True
+
+            written = await self._persist(
+                lambda: self.store.record_step(
+                    self.lease,
+                    after.record,
+                    event=("step", {"operation_id": self.operation.id, **after.event}),
+                    then=(record, step_event),
+                    then_unless_cancelled=unless_cancelled,
+                ),
+                landed=landed, patient=patient,
+            )
+            if written is None:
+                if not then_landed[-1]:  # the write left `then` out: a cancel was asked
+                    self._cancelled = True
+                    return False
+            else:
+                self._seen(written)
+                if not written.then_written:
+                    return False
         self.records[record.key] = record
+        return True
 
-    async def _step_landed(self, record: StepRecord) -> bool:
+    async def _landed(self, record: StepRecord) -> bool:
+        """Whether the step's row is `record` (its status, at its attempt)."""
         steps = await self.store.get_steps(self.operation.id)
         return any(s.key == record.key and s.status == record.status
                    and s.attempts == record.attempts for s in steps)
 
     async def _persist(
-        self, write: Callable[[], Awaitable[T]], *, landed: Callable[[], Awaitable[bool]]
+        self, write: Callable[[], Awaitable[T]], *, landed: Callable[[], Awaitable[bool]],
+        patient: bool = True,
     ) -> T | None:
         """Write a checkpoint through a database outage: after a connection failure, wait,
         check whether the write landed after all (a commit can go through just before its
-        connection drops), and write again; for up to the runner's `outage_patience`.
-        None when an earlier try had landed. The lease's fence still refuses the write if
-        a newer owner took the operation over meanwhile."""
+        connection drops), and write again; for up to the runner's `outage_patience`
+        (once only, unless `patient`). None when an earlier try had landed. The lease's
+        fence still refuses the write if a newer owner took the operation over meanwhile."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.runner.outage_patience
+        deadline = loop.time() + (self.runner.outage_patience if patient else 0.0)
         delay = 0.1
         while True:
             try:
@@ -229,6 +293,10 @@ class Run:
                     if not is_connection_failure(exc) or loop.time() >= deadline:
                         raise
 
+    async def _flush(self, unrecorded: _Unrecorded | None) -> None:
+        if unrecorded is not None:
+            await self._record(unrecorded.record, unrecorded.event)
+
     # -- planning and execution ---------------------------------------------------------
 
     async def plan(self, steps: Sequence[Step]) -> list[StepRecord]:
@@ -237,8 +305,7 @@ class Run:
         if len(set(keys)) != len(keys):
             raise ValueError("step keys must be unique within a plan")
         self._plan = list(steps)
-        records = await self.store.plan_steps(self.lease, keys)
-        self.records = {r.key: r for r in records}
+        self._load(await self.store.plan_steps(self.lease, keys))
         return [self.records[k] for k in keys]
 
     async def reset(self, keys: Sequence[str]) -> None:
@@ -254,52 +321,90 @@ class Run:
         A failed ungrouped step halts the plan: later steps stay pending, except those
         marked `always`."""
         halted = False
+        unrecorded: _Unrecorded | None = None
         for block in plan_blocks(self._plan):
             if self._suspended:
                 break
             if isinstance(block, Step):
                 if halted and not block.always:
                     continue
-                if not await self._run_sequence([block]):
+                ok, unrecorded = await self._run_sequence([block], unrecorded)
+                if not ok:
                     halted = True
-            elif not halted:
+            elif halted:
+                continue
+            elif len(block) == 1:  # one group runs alone: it goes on from the step before
+                _, unrecorded = await self._run_sequence(block[0], unrecorded)
+            else:
+                await self._flush(unrecorded)
+                unrecorded = None
                 async with asyncio.TaskGroup() as tasks:
                     for steps in block:
-                        tasks.create_task(self._run_sequence(steps))
+                        tasks.create_task(self._run_group(steps))
+        await self._flush(unrecorded)
         return self._outcome()
 
-    async def _run_sequence(self, steps: Sequence[Step]) -> bool:
-        """Run steps in order; False when one failed (the rest are left or skipped)."""
+    async def _run_group(self, steps: Sequence[Step]) -> None:
+        _, unrecorded = await self._run_sequence(steps, None)
+        await self._flush(unrecorded)
+
+    async def _run_sequence(
+        self, steps: Sequence[Step], unrecorded: _Unrecorded | None
+    ) -> tuple[bool, _Unrecorded | None]:
+        """Run steps in order; False when one failed (the rest are left or skipped).
+
+        `unrecorded`: an earlier completion to write first; the last completion is handed
+        back unwritten, for the caller's next write."""
         for i, step in enumerate(steps):
             record = self.records[step.key]
             if record.status in ("completed", "skipped"):
                 continue
             if record.status == "failed" and not is_retryable(record.error):
+                await self._flush(unrecorded)
                 await self._skip(steps[i + 1 :])
-                return False
+                return False, None
             if self._suspended:
-                return True
+                return True, unrecorded
             group_started = step.group is not None and any(
                 self.records[s.key].status == "completed" for s in steps[:i]
             )
-            if self._cancelled and not (step.always or group_started):
+            cancellable = not (step.always or group_started)
+            if self._cancelled and cancellable:
+                await self._flush(unrecorded)
+                unrecorded = None
                 await self._skip([step])
                 continue
-            if not await self._run_step(step):
+            ran, unrecorded = await self._run_step(step, unrecorded, cancellable=cancellable)
+            if ran is None:  # a cancel, learned from the write that would have started it
+                await self._skip([step])
+                continue
+            if not ran:
                 error = self._failures[step.key]
                 if step.group is not None and not is_retryable(error):
                     await self._skip(steps[i + 1 :])
-                return False
-        return True
+                return False, None
+        return True, unrecorded
 
-    async def _run_step(self, step: Step) -> bool:
+    async def _run_step(
+        self, step: Step, unrecorded: _Unrecorded | None, *, cancellable: bool
+    ) -> tuple[bool | None, _Unrecorded | None]:
+        """Start, run and complete a step; its completion comes back unwritten.
+
+        None when the step was not started: the write of `unrecorded` answered that a
+        cancel was requested, and the step is `cancellable`."""
         before = self.records[step.key]
         attempt = before.attempts + 1
         started = dataclasses.replace(
             before, status="running", attempts=attempt, started_at=self.store.now(),
             finished_at=None, error=None, output=None,
         )
-        await self._record(started, {"step": step.key, "status": "started", "attempt": attempt})
+        start_event = {"step": step.key, "status": "started", "attempt": attempt}
+        if unrecorded is None:
+            await self._record(started, start_event)
+        elif not await self._record(
+            started, start_event, after=unrecorded, unless_cancelled=cancellable
+        ):
+            return None, None
         self._failures.pop(step.key, None)
         context = StepContext(self, step, attempt)
         try:
@@ -311,16 +416,17 @@ class Run:
             raise
         except Exception as exc:
             await self._fail(started, self.runner.describe_error(exc))
-            return False
+            return False, None
         completed = dataclasses.replace(
             started, status="completed", output=output, finished_at=self.store.now()
         )
-        await self._record(
+        # Ahead of the write: the rest of the sequence decides on it (e.g. group started).
+        self.records[step.key] = completed
+        return True, _Unrecorded(
             completed,
             {"step": step.key, "status": "completed", "attempt": attempt,
              "output": self.runner.public_output(output)},
         )
-        return True
 
     async def _call(self, step: Step, context: StepContext) -> JSON:
         """Call the step; a step cut short by a database it cannot reach is called again
@@ -413,6 +519,7 @@ class Run:
             ),
             landed=landed,
         )
+        self.finished = True
         return None if written is None else written.seq
 
 

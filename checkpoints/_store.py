@@ -1,11 +1,11 @@
 """The checkpoint store: operations, leases, step checkpoints and the event log.
 
 Every write of a runner is *fenced*: it names the lease token it holds, and the database
-refuses it (`LeaseLost`) once a newer owner took the operation over. On PostgreSQL each
-fenced write — operation row, step row, event and its NOTIFY — is one statement in one
-round trip (`_pg_write.py`); on SQLite it is one `BEGIN IMMEDIATE` transaction
-(`_sqlite_write.py`). The leases live in `_leases.py`, the followers' reads and waits of
-the event log in `_event_feed.py`.
+refuses it (`LeaseLost`) once a newer owner took the operation over. Each fenced write —
+operation row, step row, event (and on PostgreSQL its NOTIFY) — is one statement: one
+round trip on PostgreSQL (`_pg_write.py`), one implicit transaction through a trigger on
+SQLite (`_sqlite_write.py`). The leases live in `_leases.py`, the followers' reads and
+waits of the event log in `_event_feed.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engine import autocommit, create_engine
-from ._errors import IdempotencyKeyReused, LeaseUnavailable, OperationNotFound
+from ._errors import IdempotencyKeyReused, LeaseLost, LeaseUnavailable, OperationNotFound
 from ._event_feed import EventFeed
 from ._leases import Leases, hold_lease
 from ._models import (
@@ -63,7 +63,7 @@ class CheckpointStore:
         self._writes: DialectWrites = (
             PgWrites(self._single)
             if engine.dialect.name == "postgresql"
-            else SqliteWrites(engine)
+            else SqliteWrites(self._single)
         )
         self._leases = Leases(self._single)
         self._feed = EventFeed(self._single, listen=listen, poll_interval=poll_interval)
@@ -119,24 +119,28 @@ class CheckpointStore:
         }
         if idempotency_key is None:
             async with self._single.connect() as conn:
-                await conn.execute(operations.insert().values(row))
+                new = (
+                    await conn.execute(operations.insert().values(row).returning(*operations.c))
+                ).one()
                 await conn.commit()
-            return await self.get_operation(row["id"]), True
+            return operation_of(new), True
         stmt = (
             self._writes.insert(operations)
             .values(row)
             .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
-            .returning(operations.c.id)
+            .returning(*operations.c)
         )
         async with self._single.connect() as conn:
-            created = (await conn.execute(stmt)).first() is not None
+            inserted = (await conn.execute(stmt)).first()
             await conn.commit()
+        if inserted is not None:
+            return operation_of(inserted), True
         existing = await self.find_operation(user_id, idempotency_key)
         if existing is None:  # deleted by retention between the two statements
             raise OperationNotFound(row["id"])
         if existing.input_hash != digest:
             raise IdempotencyKeyReused(idempotency_key, existing.id)
-        return existing, created
+        return existing, False
 
     async def get_operation(self, operation_id: str, *, user_id: str | None = None) -> Operation:
         """The operation; with `user_id`, only when it belongs to that user."""
@@ -205,12 +209,19 @@ class CheckpointStore:
         The new token is larger than every earlier one, so writes of an earlier owner are
         refused from now on. Raises `LeaseUnavailable` or `OperationNotFound`.
         """
+        lease, _ = await self.take_operation(operation_id, owner, ttl)
+        return lease
+
+    async def take_operation(
+        self, operation_id: str, owner: str, ttl: float
+    ) -> tuple[Lease, Operation]:
+        """`acquire_lease`, and the operation as the acquisition left it (one statement)."""
         now = self._clock()
-        lease = await self._leases.take(operation_id, owner, now, now + ttl)
-        if lease is None:
+        taken = await self._leases.take(operation_id, owner, now, now + ttl)
+        if taken is None:
             current = await self.get_operation(operation_id)
             raise LeaseUnavailable(operation_id, current.lease_owner, current.lease_expires_at)
-        return lease
+        return taken
 
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self._leases.renew(lease, self._clock() + ttl)
@@ -224,21 +235,12 @@ class CheckpointStore:
     async def plan_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:
         """Record the planned steps (new ones `pending`, known ones untouched) and return
         every step of the operation in plan order."""
-        async with self.engine.begin() as conn:
-            await hold_lease(conn, lease)
-            if keys:
-                rows = [
-                    {"operation_id": lease.operation_id, "key": key, "position": i,
-                     "status": "pending", "attempts": 0}
-                    for i, key in enumerate(keys)
-                ]
-                insert = self._writes.insert(operation_steps).values(rows)
-                await conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["operation_id", "key"],
-                        set_={"position": insert.excluded.position},
-                    )
-                )
+        if keys:
+            if not await self._writes.plan(lease, keys):
+                raise LeaseLost(lease.operation_id, lease.token)
+        else:
+            async with self.engine.begin() as conn:
+                await hold_lease(conn, lease)
         return await self.get_steps(lease.operation_id)
 
     async def reset_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:
@@ -272,9 +274,19 @@ class CheckpointStore:
         step: StepRecord,
         *,
         event: tuple[str, Mapping[str, Any]] | None = None,
+        then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
+        then_unless_cancelled: bool = False,
     ) -> Written:
-        """Write a step's state (and optionally an event) under the lease, atomically."""
-        return await self._write(lease, step=step, event=event)
+        """Write a step's state (and optionally an event) under the lease, atomically.
+
+        `then` is a second step state and event written after the first (the next step's
+        start, after a step's completion), in the same statement. With
+        `then_unless_cancelled` it is left out when someone asked to cancel the
+        operation; `Written.then_written` tells which happened.
+        """
+        return await self._write(
+            lease, step=step, event=event, then=then, then_unless_cancelled=then_unless_cancelled
+        )
 
     # -- events -------------------------------------------------------------------------
 
@@ -305,12 +317,21 @@ class CheckpointStore:
 
     # -- terminal state -----------------------------------------------------------------
 
-    async def set_status(self, lease: Lease, status: OperationStatus) -> Written:
-        """Set a non-terminal status (e.g. `running`) under the lease; a finished
-        operation set back to `running` (a resume) loses its result and error."""
+    async def set_status(
+        self,
+        lease: Lease,
+        status: OperationStatus,
+        *,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+        at: datetime | None = None,
+    ) -> Written:
+        """Set a non-terminal status (e.g. `running`) under the lease, optionally with an
+        event in the same write; a finished operation set back to `running` (a resume)
+        loses its result and error. `at`: the operation's new `updated_at` (default now),
+        e.g. the time a snapshot in `event` shows."""
         if status in TERMINAL_STATUSES:
             raise ValueError("use finish_operation for a terminal status")
-        return await self._write(lease, status=status, reopen=True)
+        return await self._write(lease, status=status, reopen=True, event=event, now=at)
 
     async def finish_operation(
         self,
@@ -373,9 +394,12 @@ class CheckpointStore:
         reopen: bool = False,
         step: StepRecord | None = None,
         event: tuple[str, Mapping[str, Any]] | None = None,
+        then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
+        then_unless_cancelled: bool = False,
+        now: datetime | None = None,
     ) -> Written:
         """Write under `fence`: a lease, or an operation id for an unfenced event."""
-        now = self.now()
+        now = now or self.now()
         sets: dict[str, Any] = {"updated_at": now}
         if status is not None:
             sets["status"] = status
@@ -390,8 +414,8 @@ class CheckpointStore:
         else:
             operation_id, token = fence, None
         written = await self._writes.write(
-            FencedWrite(operation_id, token, sets, step, event, now)
+            FencedWrite(operation_id, token, sets, step, event, now, then, then_unless_cancelled)
         )
-        if event is not None:
+        if written.seq is not None:
             self._feed.appended(operation_id)
         return written

@@ -1,12 +1,12 @@
 """The writes whose SQL differs by dialect, as one small interface the store talks to.
 
-`_pg_write.py` implements it for PostgreSQL (a fenced write is one statement), and
-`_sqlite_write.py` for SQLite (a fenced write is one `BEGIN IMMEDIATE` transaction).
+`_pg_write.py` implements it for PostgreSQL and `_sqlite_write.py` for SQLite; on both a
+fenced write is one statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,15 +15,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ._errors import CheckpointError, LeaseLost, OperationNotFound
-from ._models import StepRecord
+from ._models import Lease, StepRecord
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
     """What a fenced write tells its writer."""
 
-    seq: int | None  # the event's sequence number, when the write appended one
+    seq: int | None  # the last event's sequence number, when the write appended one
     cancel_requested: bool  # someone asked to cancel the operation
+    then_written: bool = False  # the write's `then` part was applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,11 @@ class FencedWrite:
     step: StepRecord | None
     event: tuple[str, Mapping[str, Any]] | None
     now: datetime
+    #: A second step row and event written after the first ones (the next step's start,
+    #: after a step's completion); left out when `then_unless_cancelled` and someone
+    #: asked to cancel the operation.
+    then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None
+    then_unless_cancelled: bool = False
 
     def refused(self) -> CheckpointError:
         """The error to raise when no operation row let the write through."""
@@ -52,3 +58,7 @@ class DialectWrites(Protocol):
 
     async def write(self, write: FencedWrite) -> Written:
         """Apply `write` atomically; raise `write.refused()` when the fence refuses it."""
+
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+        """Insert the (non-empty) plan's new steps `pending` and move known ones to their
+        position, in one statement under the lease; False when the fence refused it."""

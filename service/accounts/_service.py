@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from checkpoints import autocommit
+
 from .._errors import InsufficientCredits, NotFound
 from .._rows import upsert
 from ._ledger import entries_of
@@ -28,6 +30,7 @@ class Accounts:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._single = autocommit(engine)  # reads and one-statement writes: no BEGIN
         self._prices = Prices()
 
     @staticmethod
@@ -42,16 +45,13 @@ class Accounts:
 
     async def get(self, user_id: str) -> Account:
         """The account, created with the free tier's credits on first use."""
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(accounts).where(accounts.c.user_id == user_id))
-            ).first()
-            if row is None:
+        select = sa.select(accounts).where(accounts.c.user_id == user_id)
+        async with self._single.connect() as conn:
+            row = (await conn.execute(select)).first()
+        if row is None:
+            async with self._engine.begin() as conn:
                 await self._ensure(conn, user_id)
-                await conn.commit()
-                row = (
-                    await conn.execute(sa.select(accounts).where(accounts.c.user_id == user_id))
-                ).one()
+                row = (await conn.execute(select)).one()
         return Account(row.user_id, TIERS[row.tier], int(row.credits_remaining))
 
     async def prices(self) -> Prices:
@@ -83,17 +83,18 @@ class Accounts:
         Setting a target (rather than adding) makes every retry of the same step a no-op.
         Raises 402 when the balance cannot cover an increase; then nothing is written.
         """
+        # Serialises charges of one user (SQLite's BEGIN IMMEDIATE already does).
+        locked = (
+            sa.select(accounts.c.credits_remaining)
+            .where(accounts.c.user_id == user_id)
+            .with_for_update()
+        )
         async with self._engine.begin() as conn:
-            await self._ensure(conn, user_id)
-            # Serialises charges of one user (SQLite's BEGIN IMMEDIATE already does).
-            balance = int(
-                await conn.scalar(
-                    sa.select(accounts.c.credits_remaining)
-                    .where(accounts.c.user_id == user_id)
-                    .with_for_update()
-                )
-                or 0
-            )
+            found = await conn.scalar(locked)
+            if found is None:  # first use
+                await self._ensure(conn, user_id)
+                found = await conn.scalar(locked)
+            balance = int(found or 0)
             entries = await entries_of(conn, credit_ledger, operation_id)
             increase = target - entries.charged
             if increase == 0:
@@ -121,10 +122,10 @@ class ServiceThumbnails:
     """Thumbnails in the service's own table."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._single = autocommit(engine)  # each of its statements stands alone
 
     async def load(self, user_id: str, thumbnail_id: str) -> Thumbnail:
-        async with self._engine.connect() as conn:
+        async with self._single.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(thumbnails).where(
@@ -146,5 +147,6 @@ class ServiceThumbnails:
             "aspect_ratio": thumbnail.aspect_ratio, "provider": thumbnail.provider,
             "created_at": datetime.now(UTC),
         }
-        async with self._engine.begin() as conn:
+        async with self._single.connect() as conn:
             await conn.execute(upsert(conn.dialect, thumbnails, row, key=["id"]))
+            await conn.commit()

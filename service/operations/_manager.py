@@ -212,14 +212,21 @@ class Operations:
         if op.is_finished:
             await run.reset(list(kind.rerun_on_resume))
         if op.status != "running":
-            await run.set_status("running")
-            op = await self.store.get_operation(op.id)
+            # The status and the first event, with the snapshot of the operation as that
+            # write leaves it, go in one write.
+            now = self.store.now()
+            op = dataclasses.replace(op, status="running", result=None, error=None,
+                                     finished_at=None, updated_at=now)
             run.operation = op
-        _done(started_future)
-        await run.emit(
-            "operation",
-            {"operation": await self.present(op, list(run.records.values()))},
-        )
+            first = {"operation": await self.present(op, list(run.records.values()))}
+            await run.set_status("running", event=("operation", first), at=now)
+            _done(started_future)
+        else:
+            _done(started_future)
+            await run.emit(
+                "operation",
+                {"operation": await self.present(op, list(run.records.values()))},
+            )
         outcome = await run.execute()
         if outcome.suspended:
             log.info("run suspended", extra={"operation_id": op.id})
@@ -307,9 +314,19 @@ class Operations:
             await self.take_over_if_orphaned(op)
 
     async def wait_until_finished(self, operation_id: str, timeout: float) -> Operation | None:
-        """The finished operation, or None when it is still running after `timeout`."""
+        """The finished operation, or None when it is still running after `timeout`.
+
+        A run of this process is waited for directly rather than by reading its event log
+        as it grows; one that ended unfinished (suspended, crashed, taken over) or runs
+        elsewhere is followed through its log, which takes it over once orphaned."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
+                run = self._tasks.get(operation_id)
+                if run is not None:
+                    await asyncio.wait([run])  # waiting, never cancelling the run
+                    op = await self.store.get_operation(operation_id)
+                    if op.is_finished:
+                        return op
                 async for _event in self.follow(operation_id, 0):
                     pass
         op = await self.store.get_operation(operation_id)

@@ -212,6 +212,63 @@ async def test_cancel_skips_work_not_started_and_finishes_started_groups(
     assert (await store.get_operation(op_id)).status == "cancelled"
 
 
+async def test_a_cancel_learned_from_a_completion_skips_the_next_step_unstarted(
+    store: CheckpointStore,
+):
+    """A cancel requested while a step runs, learned only from the write of its completion
+    (which carries the next step's start), leaves the next step skipped and never started;
+    a step marked to run when cancelled still starts in that write."""
+    op_id = await new_operation(store)
+    calls = Calls()
+
+    async def cancelled_elsewhere(ctx: StepContext) -> str:
+        assert await ctx.run.store.request_cancel(ctx.operation.id)
+        return "done"
+
+    plan = [
+        Step("s1", cancelled_elsewhere), calls.step("s2"), calls.step("s3"),
+        calls.step("settle", always=True),
+    ]
+    outcome = await run_once(store, op_id, plan)
+    assert outcome.cancelled
+    assert outcome.skipped == {"s2", "s3"}
+    assert calls.count == {"settle": 1}
+    assert await step_events(store, op_id) == [
+        ("s1", "started"), ("s1", "completed"), ("s2", "skipped"), ("s3", "skipped"),
+        ("settle", "started"), ("settle", "completed"),
+    ]
+    assert [e.seq for e in await store.read_events(op_id)] == list(range(1, 7))
+    steps = {s.key: (s.status, s.attempts) for s in await store.get_steps(op_id)}
+    assert steps["s2"] == ("skipped", 0)
+
+
+async def test_a_step_costs_one_statement(db_url: str, clock: FakeClock):
+    """Each step's completion and the next one's start are one statement, with no
+    BEGIN/COMMIT around it: n steps cost n + 1 statements (the last completion alone)."""
+    store = CheckpointStore.from_url(db_url, clock=clock)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    try:
+        op_id = await new_operation(store)
+        calls = Calls()
+        async with Runner(store, owner="test").claim(op_id) as run:
+            await run.plan([calls.step(f"s{i}") for i in range(5)])
+            sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+            try:
+                await run.execute()
+            finally:
+                sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+        assert len(statements) == 6
+        assert not any(s.lstrip().upper().startswith(("BEGIN", "COMMIT")) for s in statements)
+        assert [e.seq for e in await store.read_events(op_id)] == list(range(1, 11))
+        assert all(s.status == "completed" for s in await store.get_steps(op_id))
+    finally:
+        await store.close()
+
+
 async def test_suspend_stops_before_the_next_step_and_leaves_it_pending(
     store: CheckpointStore,
 ):

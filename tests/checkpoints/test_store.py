@@ -129,6 +129,11 @@ async def test_a_zombie_owner_can_write_nothing(store: CheckpointStore, clock: F
     running = dataclasses.replace(steps[0], status="completed", attempts=1, output={"x": 1})
     with pytest.raises(LeaseLost):
         await store.record_step(old, running, event=("step", {"step": "s1"}))
+    with pytest.raises(LeaseLost):  # a completion with the next step's start
+        await store.record_step(
+            old, running, event=("step", {"step": "s1"}),
+            then=(dataclasses.replace(steps[1], status="running"), ("step", {"step": "s2"})),
+        )
     with pytest.raises(LeaseLost):
         await store.append_event(old, "progress", {})
     with pytest.raises(LeaseLost):
@@ -151,6 +156,37 @@ async def test_a_zombie_owner_can_write_nothing(store: CheckpointStore, clock: F
     # The new owner writes normally.
     await store.record_step(new, running, event=("step", {"step": "s1"}))
     assert (await store.get_steps(op.id))[0].output == {"x": 1}
+
+
+async def test_a_completion_and_the_next_start_are_written_together(store: CheckpointStore):
+    """A write with a `then` part records both steps and numbers both events in order; with
+    `then_unless_cancelled` a requested cancel leaves the second step untouched."""
+    op, _ = await store.create_operation(user_id="u1", kind="k", input={})
+    lease = await store.acquire_lease(op.id, "a", ttl=10)
+    s1, s2, s3 = await store.plan_steps(lease, ["s1", "s2", "s3"])
+    done = dataclasses.replace(s1, status="completed", attempts=1, output={"n": 1})
+    started = dataclasses.replace(s2, status="running", attempts=1)
+    written = await store.record_step(
+        lease, done, event=("step", {"step": "s1"}),
+        then=(started, ("step", {"step": "s2"})), then_unless_cancelled=True,
+    )
+    assert (written.seq, written.then_written, written.cancel_requested) == (2, True, False)
+
+    assert await store.request_cancel(op.id)
+    written = await store.record_step(
+        lease, dataclasses.replace(started, status="completed"), event=("step", {"step": "s2"}),
+        then=(dataclasses.replace(s3, status="running", attempts=1), ("step", {"step": "s3"})),
+        then_unless_cancelled=True,
+    )
+    assert (written.seq, written.then_written, written.cancel_requested) == (3, False, True)
+    steps = await store.get_steps(op.id)
+    assert [(s.status, s.attempts) for s in steps] == [
+        ("completed", 1), ("completed", 1), ("pending", 0),
+    ]
+    assert steps[0].output == {"n": 1}
+    events = await store.read_events(op.id)
+    assert [(e.seq, e.data["step"]) for e in events] == [(1, "s1"), (2, "s2"), (3, "s2")]
+    assert (await store.get_operation(op.id)).last_seq == 3
 
 
 async def test_finish_stores_the_terminal_state_and_event_together(store: CheckpointStore):
@@ -215,5 +251,28 @@ async def test_create_schema_sets_up_a_store_without_migrations(tmp_path):
         lease = await store.acquire_lease(op.id, "me", ttl=5)
         assert created
         assert (await store.append_event(lease, "step", {})).seq == 1
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_a_failed_transaction_still_rolls_back(sqlite_url: str):
+    """The no-op COMMIT/ROLLBACK that single statements end with is skipped, never a real
+    one: a transaction that fails is rolled back and frees the write lock at once."""
+    store = CheckpointStore.from_url(sqlite_url)
+    try:
+        op, _ = await store.create_operation(user_id="u1", kind="k", input={})
+
+        async def abandoned_transaction() -> None:
+            async with store.engine.begin() as conn:
+                await conn.execute(
+                    operations.update().where(operations.c.id == op.id).values(status="failed")
+                )
+                raise RuntimeError("abandoned")
+
+        with pytest.raises(RuntimeError):
+            await abandoned_transaction()
+        assert (await store.get_operation(op.id)).status == "pending"
+        lease = await asyncio.wait_for(store.acquire_lease(op.id, "next", ttl=10), 5)
+        assert lease.owner == "next"
     finally:
         await store.close()
