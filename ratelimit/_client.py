@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import BlockingConnectionPool, RedisSSLContext
+from redis.asyncio.connection import RedisSSLContext
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -25,11 +25,12 @@ DEFAULT_SOCKET_TIMEOUT_S = 0.05
 # Connecting takes a TCP handshake and, under a burst of new connections on a busy event
 # loop, more than one read's worth of time; a dead host still costs little with the breaker.
 DEFAULT_CONNECT_TIMEOUT_S = 0.25
-#: Connections to Redis per instance. More callers than that at once wait for a free one
-#: (up to POOL_WAIT_S) instead of failing: redis-py's default pool refuses the 101st
-#: caller with "Too many connections", which a fail-closed route would answer with 503.
-MAX_CONNECTIONS = 100
-POOL_WAIT_S = 1.0
+#: Most connections to Redis one instance opens. redis-py's default of 100 refuses the
+#: 101st concurrent caller with "Too many connections", which a fail-closed route answers
+#: with 503; concurrent callers mostly share one round trip (see `_redis`), so this many
+#: are only opened in a burst. (redis-py's BlockingConnectionPool would queue callers
+#: instead, but has had deadlocks under cancellation.)
+MAX_CONNECTIONS = 1000
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 _TLS_OPTIONS = frozenset(
@@ -98,12 +99,11 @@ def connect(
             retry=Retry(NoBackoff(), 0),
             driver_info=None,
         )
-    return Redis.from_pool(BlockingConnectionPool.from_url(
+    return Redis.from_url(
         url,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
         driver_info=None,
         max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT_S,
-    ))
+    )
