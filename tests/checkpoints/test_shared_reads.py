@@ -22,9 +22,11 @@ class Row:
         self.queries = 0
         self.gate = asyncio.Event()
         self.gate.set()
+        self.started = asyncio.Event()
 
     async def read(self, key: str) -> int:
         self.queries += 1
+        self.started.set()
         seen = self.version
         await self.gate.wait()
         if key == "missing":
@@ -39,8 +41,7 @@ async def test_callers_arriving_during_a_query_share_the_next_one():
     reads = SharedReads(row.read)
     row.gate.clear()
     first = asyncio.create_task(reads.get("op"))
-    while row.queries == 0:
-        await asyncio.sleep(0)
+    await row.started.wait()
     row.version = 1  # written after the first query started
     later = [asyncio.create_task(reads.get("op")) for _ in range(50)]
     await asyncio.sleep(0)
@@ -59,8 +60,7 @@ async def test_an_error_reaches_every_caller_and_a_cancelled_caller_stops_no_one
     reads = SharedReads(row.read)
     row.gate.clear()
     first = asyncio.create_task(reads.get("missing"))
-    while row.queries == 0:
-        await asyncio.sleep(0)
+    await row.started.wait()
     later = [asyncio.create_task(reads.get("missing")) for _ in range(3)]
     await asyncio.sleep(0)
     later[0].cancel()

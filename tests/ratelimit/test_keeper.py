@@ -22,18 +22,20 @@ async def test_kept_slots_outlive_their_ttl_and_free_on_release(clock) -> None:
     task for both; once released, both are free again and the keeper has stopped."""
     limiter = RateLimiter(MemoryBackend(clock=clock), policies(GEN), clock=clock)
     rounds: list[float] = []
+    ten_rounds = asyncio.Event()
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
         rounds.append(seconds)
+        if len(rounds) >= 10:
+            ten_rounds.set()
         await asyncio.sleep(0)
 
     limiter.keeper = SlotKeeper(sleep=sleep)
     first = await limiter.acquire_slot("generate", "u", ttl_s=3)
     second = await limiter.acquire_slot("generate", "u", ttl_s=3)
     async with first.kept(), second.kept():
-        while len(rounds) < 10:  # 10 s on the clock: past three TTLs
-            await asyncio.sleep(0)
+        await ten_rounds.wait()  # 10 s on the clock: past three TTLs
         assert set(rounds) == {1.0}
         keepers = [t for t in asyncio.all_tasks() if t.get_name() == "ratelimit:slot-keeper"]
         assert len(keepers) == 1
