@@ -102,13 +102,17 @@ async def first_events(
         started = time.perf_counter()
         async with client.stream("GET", path, headers=auth("bench")) as response:
             response.raise_for_status()
-            async for line in response.aiter_lines():
+            # Kept referenced: a line iterator left by `break` and collected closes the
+            # response, and with it the stream, long before `release`.
+            lines = response.aiter_lines()
+            async for line in lines:
                 if line.startswith("data:"):
                     got.append(time.perf_counter() - started)
                     if len(got) == n:
                         ready.set()
                     break
             await release.wait()
+            await lines.aclose()
 
     tasks = [asyncio.create_task(one()) for _ in range(n)]
     waiting = asyncio.create_task(ready.wait())
