@@ -88,8 +88,10 @@ class EventFeed:
                 interval = self._poll_interval
                 if self._listener is not None and not listening:
                     interval = self._fallback_poll
+                # asyncio.timeout, not wait_for: no task of its own per waiting follower.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, interval))
+                    async with asyncio.timeout(min(remaining, interval)):
+                        await woken.wait()
             finally:
                 self._waiters.unregister(operation_id, woken)
 
