@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 
 import ratelimit
 
 
-@contextlib.asynccontextmanager
-async def held(slot: ratelimit.Slot | None) -> AsyncIterator[None]:
+def held(slot: ratelimit.Slot | None) -> contextlib.AbstractAsyncContextManager[object]:
     """Keep `slot` alive for the body (renewed every third of its TTL by the limiter's
-    keeper, with every other held slot), free it after."""
+    keeper, with every other held slot), free it after; nothing for no slot."""
     if slot is None:
-        yield
-        return
-    async with slot.kept():
-        yield
+        return contextlib.nullcontext()
+    return slot.kept()
