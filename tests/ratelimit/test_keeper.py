@@ -7,8 +7,7 @@ import asyncio
 
 import pytest
 
-from ratelimit import MemoryBackend, RateLimiter, RateLimitExceeded, RoutePolicy
-from ratelimit._keeper import SlotKeeper
+from ratelimit import MemoryBackend, RateLimiter, RateLimitExceeded, RoutePolicy, SlotKeeper
 
 from .conftest import policies
 
