@@ -6,7 +6,9 @@ Starts a throwaway PostgreSQL and Redis and one service instance (as the tests d
 prints, in one run:
   * for 100, 500 and 1,000 concurrent SSE streams following one running operation on one
     instance: time to first event (p50, p95) and server memory per open stream (RSS
-    growth divided by the number of streams);
+    growth divided by the number of streams), for the service and, with the same client
+    code, for a bare sse-starlette app (`bare_sse.py`, its own uvicorn process) that
+    sends the same recorded events, with the p95 ratio service / bare;
   * the overhead of a whole `thumbnail.generate` run through the API (auth, rate limiter,
     checkpoints, events, storage, JSON answer) over calling the `local` renderer and the
     variant encoder directly, as a ratio of medians, on PostgreSQL + Redis and on the
@@ -17,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -30,12 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from checkpoints import create_engine  # noqa: E402
+from checkpoints import CheckpointStore, create_engine  # noqa: E402
 from service import migrate  # noqa: E402
 from service._images import make_variants  # noqa: E402
 from service._spec import ThumbnailSpec  # noqa: E402
 from service.accounts import Accounts  # noqa: E402
 from service.providers.local import render_thumbnail  # noqa: E402
+from tests.conftest import child_env  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 from tests.service.conftest import SECRET, ServiceProcess, auth  # noqa: E402
 
@@ -52,6 +59,36 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+#: Each count is measured this many times on each app, alternately; the table shows the
+#: medians (the machine is shared: one measurement alone can be a fluke).
+ROUNDS = 3
+
+
+@dataclass
+class BareProcess(ServiceProcess):
+    """`bench/bare_sse.py` in a child process, started and stopped like the service."""
+
+    events_path: Path | None = None
+
+    def start(self) -> None:
+        assert self.log_path is not None
+        assert self.events_path is not None
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "bare_sse.py"), "--port", str(self.port),
+                 "--events", str(self.events_path)],
+                cwd=ROOT, env=child_env(), stdout=log, stderr=log,
+            )
+        self.wait_until_ready()
+
+
+@dataclass(frozen=True)
+class Sample:
+    p50_ms: float
+    p95_ms: float
+    kib_per_stream: float
+
+
 async def first_events(
     base: str, path: str, n: int
 ) -> tuple[list[float], Callable[[], Awaitable[None]]]:
@@ -65,28 +102,62 @@ async def first_events(
     async def one() -> None:
         started = time.perf_counter()
         async with client.stream("GET", path, headers=auth("bench")) as response:
-            async for line in response.aiter_lines():
+            response.raise_for_status()
+            # Kept referenced: a line iterator left by `break` and collected closes the
+            # response, and with it the stream, long before `release`.
+            lines = response.aiter_lines()
+            async for line in lines:
                 if line.startswith("data:"):
                     got.append(time.perf_counter() - started)
                     if len(got) == n:
                         ready.set()
                     break
             await release.wait()
+            await lines.aclose()
 
     tasks = [asyncio.create_task(one()) for _ in range(n)]
-    await asyncio.wait_for(ready.wait(), 120)
+    waiting = asyncio.create_task(ready.wait())
+    # A stream that ends before all have their first event failed (e.g. a 429).
+    await asyncio.wait([waiting, *tasks], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
 
     async def close() -> None:
         release.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
 
+    if not ready.is_set():
+        await close()
+        failed = [t.exception() for t in tasks if t.done() and t.exception()]
+        raise RuntimeError(f"{len(got)} of {n} streams got their first event: {failed[:1]}")
     return got, close
+
+
+async def measure(server: ServiceProcess, path: str, n: int) -> Sample:
+    """n streams on `server` at once: time to first event, and RSS growth per stream."""
+    assert server.process is not None
+    before = rss_kib(server.process.pid)
+    times, close = await first_events(server.url, path, n)
+    during = rss_kib(server.process.pid)
+    await close()
+    await asyncio.sleep(1)
+    return Sample(statistics.median(times) * 1e3, pct(times, 0.95) * 1e3, (during - before) / n)
+
+
+async def recorded_events(database_url: str, operation_id: str) -> list[dict[str, Any]]:
+    """The operation's event log so far, as the bare app's in-memory operation."""
+    store = CheckpointStore.from_url(database_url, listen=False)
+    try:
+        return [{"seq": e.seq, "type": e.type, "data": dict(e.data)}
+                for e in await store.read_events(operation_id)]
+    finally:
+        await store.close()
 
 
 async def streams(env: dict[str, str], counts: list[int], root: Path) -> None:
     server = ServiceProcess({**env, "LOCAL_PROVIDER_DELAY_MS": "600000"},
                             log_path=root / "streams.log")
+    bare = BareProcess({}, log_path=root / "bare.log", events_path=root / "events.json")
     server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
@@ -94,19 +165,35 @@ async def streams(env: dict[str, str], counts: list[int], root: Path) -> None:
                                         headers={**auth("bench"), "Prefer": "respond-async"})
             op_id = created.json()["operation_id"]
             await asyncio.sleep(0.5)  # the run is in its (long) render now
-        assert server.process is not None
-        print("concurrent SSE streams following one running operation, one instance:")
+        # The bare app sends the very events the service has recorded so far.
+        events = await recorded_events(env["DATABASE_URL"], op_id)
+        (root / "events.json").write_text(json.dumps(events))
+        bare.start()
+        path = f"/v1/operations/{op_id}/events"
+        print(f"concurrent SSE streams following one running operation ({len(events)} events "
+              "recorded), one instance; the same client against a bare sse-starlette app and "
+              f"the service, median of {ROUNDS} rounds (memory: largest growth of a round):")
+        print("  streams |   bare p50      p95  memory/stream |  service p50      p95  "
+              "memory/stream | p95 service/bare")
         for n in counts:
-            before = rss_kib(server.process.pid)
-            times, close = await first_events(server.url, f"/v1/operations/{op_id}/events", n)
-            during = rss_kib(server.process.pid)
-            print(f"  {n:>5} streams  first event p50 {statistics.median(times) * 1e3:7.1f} ms"
-                  f"  p95 {pct(times, 0.95) * 1e3:7.1f} ms"
-                  f"  memory/stream {(during - before) / n:6.1f} KiB")
-            await close()
-            await asyncio.sleep(1)
+            of_bare: list[Sample] = []
+            of_service: list[Sample] = []
+            for _ in range(ROUNDS):
+                of_bare.append(await measure(bare, path, n))
+                of_service.append(await measure(server, path, n))
+            b, s = _summary(of_bare), _summary(of_service)
+            print(f"  {n:>7} | {b.p50_ms:7.1f} ms {b.p95_ms:7.1f} ms {b.kib_per_stream:8.1f} KiB"
+                  f" | {s.p50_ms:8.1f} ms {s.p95_ms:7.1f} ms {s.kib_per_stream:8.1f} KiB"
+                  f" | {s.p95_ms / b.p95_ms:6.2f}x", flush=True)
     finally:
+        bare.kill()
         server.kill()
+
+
+def _summary(samples: list[Sample]) -> Sample:
+    return Sample(statistics.median(s.p50_ms for s in samples),
+                  statistics.median(s.p95_ms for s in samples),
+                  max(s.kib_per_stream for s in samples))
 
 
 async def generate_once(client: httpx.AsyncClient, key: str) -> float:
@@ -184,6 +271,7 @@ async def main() -> None:
             limits.write_text(
                 "[routes.operations]\nlimit = 1000000\nwindow_s = 60\nfail = \"open\"\n"
                 "[routes.generate]\nlimit = 1000000\nwindow_s = 60\nfail = \"closed\"\n"
+                "[routes.streams]\nconcurrency = 1000000\n"
             )
             env = {"DATABASE_URL": pg.url, "REDIS_URL": redis.url, "DATA_DIR": str(root),
                    "AUTH_JWT_SECRET": SECRET, "RATE_LIMITS": str(limits),

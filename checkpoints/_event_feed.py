@@ -2,7 +2,9 @@
 
 Reads go through the in-process `EventCache`. A follower that waits is woken by NOTIFY on
 PostgreSQL (any process, through the one `PgListener`), by this process's own appends,
-and by a periodic re-read that covers SQLite and a lost LISTEN connection.
+and by a periodic re-read that covers SQLite and a lost LISTEN connection. While LISTEN
+is connected, followers at the end of a log that nothing has woken since it was last read
+to its end do not read it again (one read per operation and poll interval remains).
 """
 
 from __future__ import annotations
@@ -49,10 +51,22 @@ class EventFeed:
         """Drop the cached logs of deleted operations."""
         self._cache.forget(operation_ids)
 
-    async def read(self, operation_id: str, after: int, limit: int) -> list[Event]:
+    async def read(
+        self, operation_id: str, after: int, limit: int, *, listening: bool = False
+    ) -> list[Event]:
+        """`listening`: the reader waits to be woken (and LISTEN is connected), so it may
+        be told "nothing new" from memory (see `_event_cache`)."""
+        stamp = None
+        if listening:
+            # While LISTEN is connected every append wakes (and so re-stamps) its
+            # operation. The stamp also changes every poll interval: the safety net's one
+            # read per operation.
+            now = asyncio.get_running_loop().time()
+            stamp = (*self._waiters.stamp(operation_id), int(now // self._poll_interval))
         return await self._cache.read(
             operation_id, after, limit,
             lambda start, count: self._fetch(operation_id, start, count),
+            stamp=stamp,
         )
 
     async def wait(
@@ -67,15 +81,17 @@ class EventFeed:
                 listening = (
                     self._listener is not None and await self._listener.ensure_connected()
                 )
-                events = await self.read(operation_id, after, limit)
+                events = await self.read(operation_id, after, limit, listening=listening)
                 remaining = deadline - loop.time()
                 if events or remaining <= 0:
                     return events
                 interval = self._poll_interval
                 if self._listener is not None and not listening:
                     interval = self._fallback_poll
+                # asyncio.timeout, not wait_for: no task of its own per waiting follower.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(remaining, interval))
+                    async with asyncio.timeout(min(remaining, interval)):
+                        await woken.wait()
             finally:
                 self._waiters.unregister(operation_id, woken)
 

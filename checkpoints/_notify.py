@@ -18,11 +18,25 @@ log = logging.getLogger("checkpoints")
 CHANNEL: Final = "operation_events"
 
 
+#: Wake counters are kept in this many slots, by the operation id's hash (a collision only
+#: costs a database read that was not needed).
+_WAKE_COUNTERS: Final = 1024
+
+
 class Waiters:
-    """Followers waiting per operation id, woken by a notification or a local write."""
+    """Followers waiting per operation id, woken by a notification or a local write.
+
+    `stamp(operation_id)` changes whenever the operation's followers are woken (and when
+    every follower is, e.g. after the LISTEN connection came back): what a reader has
+    heard of the operation's log, for the event cache."""
 
     def __init__(self) -> None:
         self._by_operation: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._wakes = [0] * _WAKE_COUNTERS
+        self._epoch = 0
+
+    def stamp(self, operation_id: str) -> tuple[int, int]:
+        return self._epoch, self._wakes[hash(operation_id) % _WAKE_COUNTERS]
 
     def register(self, operation_id: str) -> asyncio.Event:
         event = asyncio.Event()
@@ -37,10 +51,12 @@ class Waiters:
                 del self._by_operation[operation_id]
 
     def wake(self, operation_id: str) -> None:
+        self._wakes[hash(operation_id) % _WAKE_COUNTERS] += 1
         for event in self._by_operation.get(operation_id, ()):
             event.set()
 
     def wake_all(self) -> None:
+        self._epoch += 1
         for waiting in self._by_operation.values():
             for event in waiting:
                 event.set()

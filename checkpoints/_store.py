@@ -36,6 +36,7 @@ from ._models import (
 from ._pg_write import PgWrites
 from ._rows import operation_of, step_of
 from ._schema import metadata, operation_events, operation_steps, operations
+from ._shared_reads import SharedReads
 from ._sqlite_write import SqliteWrites
 from ._write import DialectWrites, FencedWrite, Written
 
@@ -67,6 +68,7 @@ class CheckpointStore:
         )
         self._leases = Leases(self._single)
         self._feed = EventFeed(self._single, listen=listen, poll_interval=poll_interval)
+        self._operation_reads = SharedReads(self._read_operation)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> CheckpointStore:
@@ -143,10 +145,17 @@ class CheckpointStore:
         return existing, False
 
     async def get_operation(self, operation_id: str, *, user_id: str | None = None) -> Operation:
-        """The operation; with `user_id`, only when it belongs to that user."""
+        """The operation; with `user_id`, only when it belongs to that user.
+
+        Concurrent reads of one operation share a query (see `_shared_reads`), each still
+        seeing the row as it was after it asked."""
+        op = await self._operation_reads.get(operation_id)
+        if user_id is not None and op.user_id != user_id:
+            raise OperationNotFound(operation_id)
+        return op
+
+    async def _read_operation(self, operation_id: str) -> Operation:
         stmt = sa.select(operations).where(operations.c.id == operation_id)
-        if user_id is not None:
-            stmt = stmt.where(operations.c.user_id == user_id)
         async with self._single.connect() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:

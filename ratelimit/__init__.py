@@ -29,6 +29,7 @@ from ._errors import (
     UnknownRoute,
 )
 from ._identity import ClientIdentifier, parse_networks, user_identity
+from ._keeper import SlotKeeper
 from ._limiter import Decision, RateLimiter, check_url
 from ._memory import MemoryBackend
 from ._policy import (
@@ -66,6 +67,7 @@ __all__ = [
     "RedisBackend",
     "RoutePolicy",
     "Slot",
+    "SlotKeeper",
     "UnknownRoute",
     "Verdict",
     "check_url",

@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._headers import policy_field, ratelimit_field, retry_after_seconds, whole_seconds
 from ._identity import ClientIdentifier, Network, parse_networks
+from ._keeper import SlotKeeper
 from ._memory import MemoryBackend
 from ._metrics import Metrics, RouteCounters
 from ._policy import DEFAULT_POLICIES, Policies, RoutePolicy
@@ -137,6 +138,8 @@ class RateLimiter:
         self.instances = instances
         self.breaker = breaker or CircuitBreaker(clock=clock)
         self.slot_ttl_s = slot_ttl_s
+        #: Renews the slots kept with `Slot.kept()`.
+        self.keeper = SlotKeeper()
         self._clock = clock
         self._local = MemoryBackend(clock=clock)
         self._denials = DenialCache(denial_cache_size)
@@ -187,6 +190,7 @@ class RateLimiter:
         return cls(backend, policies, clock=clock, **options)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
+        await self.keeper.aclose()
         await self.backend.aclose()
 
     @property

@@ -26,6 +26,7 @@ from . import _scripts
 from ._backend import Bucket, Verdict, bucket_key, slots_key
 from ._client import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_SOCKET_TIMEOUT_S, RedisClient, connect
 from ._errors import BackendUnavailable
+from ._redis_slots import Gathered, hold_arguments
 
 log = logging.getLogger("ratelimit")
 
@@ -130,6 +131,8 @@ class RedisBackend:
         self.client = client
         self._owns_client = owns_client
         self._hold = _Script(_scripts.HOLD_SLOT)
+        self._hold_many = _Script(_scripts.HOLD_SLOTS)
+        self._release_many = _Script(_scripts.RELEASE_SLOTS)
         self._scripts: dict[tuple[Bucket, ...], _BucketScripts] = {}
         self._scripts_by_id: dict[int, _BucketScripts] = {}
         # redis-py's RedisCluster discovers the topology on first use; many first calls at
@@ -139,6 +142,10 @@ class RedisBackend:
         self._initialize_lock = asyncio.Lock()
         # Not on a cluster: the keys of a run of several callers live on different shards.
         self.batching = batching and not isinstance(client, RedisCluster)
+        self._holds: Gathered[tuple[str, int, str, int], bool] = Gathered(
+            self._hold_one, self._hold_several, enabled=self.batching)
+        self._releases: Gathered[tuple[str, str], None] = Gathered(
+            self._release_one, self._release_several, enabled=self.batching)
 
     async def _initialize(self) -> None:
         assert isinstance(self.client, RedisCluster)
@@ -338,16 +345,42 @@ class RedisBackend:
     async def hold_slot(
         self, identity: str, route_id: str, capacity: int, token: str, ttl_us: int
     ) -> bool:
-        out = await self._evalsha(
-            self._hold, 1, slots_key(identity, route_id), capacity, token, ttl_us
-        )
-        return bool(out == 1)
+        # Holds (and releases) of one tick share a run (see `_redis_slots`).
+        return await self._holds.call((slots_key(identity, route_id), capacity, token, ttl_us))
 
     async def release_slot(self, identity: str, route_id: str, token: str) -> None:
+        await self._releases.call((slots_key(identity, route_id), token))
+
+    async def _hold_one(self, call: tuple[str, int, str, int]) -> bool:
+        out = await self._evalsha(self._hold, 1, *call)
+        return bool(out == 1)
+
+    async def _hold_several(self, calls: Sequence[tuple[str, int, str, int]]) -> list[bool]:
+        out = await self._several(self._hold_many, len(calls), hold_arguments(calls))
+        return [held == 1 for held in out]
+
+    async def _release_one(self, call: tuple[str, str]) -> None:
         if self._needs_initialize:
             await self._initialize()
         try:
-            await self.client.zrem(slots_key(identity, route_id), token)
+            await self.client.zrem(*call)
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: {exc}") from exc
+
+    async def _release_several(self, calls: Sequence[tuple[str, str]]) -> list[None]:
+        keys = [key for key, _ in calls]
+        await self._several(self._release_many, len(calls), [*keys, *(t for _, t in calls)])
+        return [None] * len(calls)
+
+    async def _several(self, script: _Script, numkeys: int, args: list[Any]) -> Any:
+        """A run of several callers' slot calls; CROSSSLOT (a sharding proxy) is left to
+        the caller, which then sends each call alone."""
+        try:
+            return await self.client.evalsha(script.sha, numkeys, *args)
+        except NoScriptError:
+            return await self._eval(script, numkeys, *args)
+        except ClusterCrossSlotError:
+            raise
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: {exc}") from exc
 

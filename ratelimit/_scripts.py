@@ -207,3 +207,38 @@ return 1
 
 # A trivial script: the floor of one EVALSHA round trip, for the benchmark.
 NOOP = "return 1"
+
+# Several holds in one run, in order: KEYS[i] is request i's slot set, ARGV holds
+# (capacity, token, ttl_us) per request. The same set may come more than once (one caller's
+# many streams): each request sees the ones before it. Returns 1 or 0 per request.
+HOLD_SLOTS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local swept = {}
+local out = {}
+for i = 1, #KEYS do
+  local key, token = KEYS[i], ARGV[3 * i - 1]
+  if not swept[key] then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now))
+    swept[key] = true
+  end
+  out[i] = 1
+  if not redis.call('ZSCORE', key, token) then
+    if redis.call('ZCARD', key) >= tonumber(ARGV[3 * i - 2]) then out[i] = 0 end
+  end
+  if out[i] == 1 then
+    redis.call('ZADD', key, string.format('%d', now + tonumber(ARGV[3 * i])), token)
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIRE', key, math.ceil((tonumber(last[2]) - now) / 1000) + 1)
+  end
+end
+return out
+"""
+
+# Several releases in one run: KEYS[i] is a slot set, ARGV[i] the token to remove from it.
+RELEASE_SLOTS = """
+for i = 1, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[i])
+end
+return #KEYS
+"""

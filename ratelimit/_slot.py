@@ -3,7 +3,9 @@ instance's own store on a fail-open route while it does not."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -79,6 +81,19 @@ class Slot:
         if ttl_s is not None:
             self.ttl_s = ttl_s
         return await self._hold()
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[Slot]:
+        """`async with slot.kept():` — the slot renewed for the block (by the limiter's
+        one `SlotKeeper`, with every other kept slot: no task of its own), then
+        released."""
+        keeper = self._limiter.keeper
+        keeper.keep(self)
+        try:
+            yield self
+        finally:
+            keeper.drop(self)
+            await self.release()
 
     async def release(self) -> None:
         """Free the slot (idempotent; shielded from cancellation, never raises)."""

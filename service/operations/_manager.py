@@ -72,6 +72,9 @@ class Operations:
         self.accepting = True
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runs: dict[str, Any] = {}
+        # Operations whose steps run here now (this process holds the lease; the run has
+        # not started to finish): their followers need no database read to know that.
+        self._running: dict[str, Operation] = {}
         self._releases: set[asyncio.Task[None]] = set()
         self._crashes: dict[str, int] = {}
         self._on_finished = on_finished
@@ -227,7 +230,11 @@ class Operations:
                 "operation",
                 {"operation": await self.present(op, list(run.records.values()))},
             )
-        outcome = await run.execute()
+        self._running[op.id] = op
+        try:
+            outcome = await run.execute()
+        finally:
+            del self._running[op.id]
         if outcome.suspended:
             log.info("run suspended", extra={"operation_id": op.id})
             return
@@ -298,16 +305,31 @@ class Operations:
 
     # -- following ----------------------------------------------------------------------
 
+    def running_here(self, operation_id: str) -> Operation | None:
+        """The operation while this process runs its steps (it holds the lease; the run
+        has not started to finish): unfinished, owned, no database read needed. Its
+        mutable fields are as they were when the run started."""
+        return self._running.get(operation_id)
+
     async def follow(self, operation_id: str, after: int) -> AsyncIterator[Event]:
         """Events after `after`, live, until the operation's final terminal event."""
+        async for events in self.follow_batches(operation_id, after):
+            for event in events:
+                yield event
+
+    async def follow_batches(self, operation_id: str, after: int) -> AsyncIterator[list[Event]]:
+        """`follow`, in the batches the log is read in: what was already logged at once,
+        then what each wake-up finds (never an empty batch)."""
         cursor = after
         while True:
             events = await self.store.wait_for_events(operation_id, cursor, FOLLOW_CHECK_S)
-            for event in events:
-                yield event
-                cursor = event.seq
+            if events:
+                yield events
+                cursor = events[-1].seq
             if events and events[-1].type not in TERMINAL_EVENTS:
                 continue
+            if operation_id in self._running:
+                continue  # unfinished and owned here: nothing to check
             op = await self.store.get_operation(operation_id)
             if op.is_finished and op.last_seq <= cursor:
                 return

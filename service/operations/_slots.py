@@ -3,29 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import ratelimit
 
 
-@contextlib.asynccontextmanager
-async def held(slot: ratelimit.Slot | None) -> AsyncIterator[None]:
-    """Keep `slot` alive for the body (renewed every third of its TTL), free it after."""
+def held(slot: ratelimit.Slot | None) -> contextlib.AbstractAsyncContextManager[object]:
+    """Keep `slot` alive for the body (renewed every third of its TTL by the limiter's
+    keeper, with every other held slot), free it after; nothing for no slot."""
     if slot is None:
-        yield
-        return
-
-    async def renew() -> None:
-        while True:
-            await asyncio.sleep(slot.ttl_s / 3)
-            with contextlib.suppress(ratelimit.RateLimitError):
-                await slot.renew()
-
-    keeper = asyncio.create_task(renew())
-    try:
-        yield
-    finally:
-        keeper.cancel()
-        await slot.release()
+        return contextlib.nullcontext()
+    return slot.kept()

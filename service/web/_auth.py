@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import jwt
 from starlette.requests import Request
@@ -37,6 +37,11 @@ EVENTS_TOKEN_TTL_S: Final = 600
 MAX_USER_ID_LENGTH: Final = 255
 #: Clock skew tolerated between the issuer and this service (`exp`, `nbf`).
 LEEWAY_S: Final = 5
+#: Tokens whose signature and claims were verified, kept to skip verifying them again
+#: (a browser sends the same token on every request; a page may open many streams).
+VERIFIED_TOKENS: Final = 1024
+#: How long a verification is trusted before the token is verified again.
+VERIFIED_FOR_S: Final = 60.0
 _ASYMMETRIC: Final = frozenset({"ES256", "RS256"})
 
 
@@ -54,6 +59,16 @@ def load_secret(configured: str | None, data_dir: Path, name: str = "dev-jwt-sec
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+class _Verified(NamedTuple):
+    """A token that passed `_decode`: its header, what it was checked with (key,
+    algorithm, audiences, issuer), its claims, and until when that check is trusted."""
+
+    header: dict[str, Any] | None
+    checked_with: tuple[Any, ...]
+    claims: dict[str, Any]
+    until: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,7 @@ class Authenticator:
         self._audiences = list(audiences)
         self._issuer = issuer
         self._clock = clock
+        self._verified: dict[str, _Verified] = {}
 
     # -- user tokens ----------------------------------------------------------------------
 
@@ -110,10 +126,14 @@ class Authenticator:
 
     async def verify_user_token(self, token: str) -> str:
         """The user id of a valid user token; 401 (or 503 while the key set is down)."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise Unauthorized("the token is not valid") from None
+        verified = self._verified.get(token)
+        if verified is not None and verified.header is not None:
+            header = verified.header
+        else:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.InvalidTokenError:
+                raise Unauthorized("the token is not valid") from None
         alg = header.get("alg")
         key: Any
         if alg == "HS256" and self._hs_secret is not None:
@@ -128,7 +148,7 @@ class Authenticator:
             key = jwk.key
         else:
             raise Unauthorized("the token's algorithm is not accepted")
-        claims = self._decode(token, key, alg, self._audiences, self._issuer)
+        claims = self._decode(token, key, alg, self._audiences, self._issuer, header=header)
         if "purpose" in claims:
             raise Unauthorized("a signed link is not a bearer token")
         return _user_of(claims)
@@ -157,18 +177,32 @@ class Authenticator:
     # -- both -----------------------------------------------------------------------------
 
     def _decode(
-        self, token: str, key: Any, alg: str, audiences: list[str], issuer: str | None
+        self, token: str, key: Any, alg: str, audiences: list[str], issuer: str | None,
+        *, header: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Signature, `aud` and `iss` by PyJWT; `exp` and `nbf` on the service's clock."""
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token, key, algorithms=[alg], audience=audiences, issuer=issuer,
-                options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False,
-                         "verify_nbf": False},
-            )
-        except jwt.InvalidTokenError:
-            raise Unauthorized("the token is not valid") from None
+        """Signature, `aud` and `iss` by PyJWT; `exp` and `nbf` on the service's clock.
+
+        A token verified with the same key and expectations in the last VERIFIED_FOR_S
+        is not verified again (a key no longer in the key set is refused before this);
+        `exp` and `nbf` are checked on every use. `header`: the token's, to keep."""
         now = self._clock()
+        checked_with = (key, alg, audiences, issuer)
+        cached = self._verified.get(token)
+        if cached is not None and now < cached.until and cached.checked_with == checked_with:
+            claims = cached.claims
+        else:
+            try:
+                claims = jwt.decode(
+                    token, key, algorithms=[alg], audience=audiences, issuer=issuer,
+                    options={"require": ["exp", "sub"], "verify_exp": False,
+                             "verify_iat": False, "verify_nbf": False},
+                )
+            except jwt.InvalidTokenError:
+                raise Unauthorized("the token is not valid") from None
+            if len(self._verified) >= VERIFIED_TOKENS:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[token] = _Verified(header, checked_with, claims,
+                                              now + VERIFIED_FOR_S)
         exp, nbf = _seconds(claims.get("exp")), _seconds(claims.get("nbf", 0))
         if exp <= now - LEEWAY_S:
             raise Unauthorized("the token has expired")

@@ -32,6 +32,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        has_body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -41,6 +42,15 @@ class BodyLimit:
                 if too_big:
                     await self._refuse(scope, receive, send)
                     return
+                has_body = has_body or value.strip() not in (b"", b"0")
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body and scope["method"] in ("GET", "HEAD"):
+            # A GET without Content-Length or Transfer-Encoding has no body (RFC 9112,
+            # 6.3), and no GET handler reads one: nothing to limit or to wait for (an
+            # event stream's GET is answered without a deadline and closure of its own).
+            await self.app(scope, receive, send)
+            return
         seen = 0
         deadline: float | None = None
         body_done = False

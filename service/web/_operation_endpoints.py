@@ -22,10 +22,12 @@ CANCEL_WAIT_S = 10.0
 
 
 async def _operation_of(
-    request: Request, *, link_token: bool = False
+    request: Request, *, link_token: bool = False, running_here: bool = False
 ) -> tuple[Services, Principal, Operation]:
     """The caller and the operation of the path, if it is theirs (anyone else's → 404).
-    `link_token`: the short-lived token of `links.events` is accepted too."""
+    `link_token`: the short-lived token of `links.events` is accepted too.
+    `running_here`: an operation this process runs is taken as it was when its run
+    started (its owner never changes), without a database read."""
     svc = services_of(request)
     if link_token:
         principal = await svc.auth.user_or_events_token(
@@ -35,7 +37,11 @@ async def _operation_of(
     operation_id = path_id(request, "operation_id")
     if operation_id is None:
         raise NotFound("no such operation")
-    op = await svc.store.get_operation(operation_id, user_id=principal.user_id)
+    op = svc.operations.running_here(operation_id) if running_here else None
+    if op is None:
+        op = await svc.store.get_operation(operation_id, user_id=principal.user_id)
+    elif op.user_id != principal.user_id:
+        raise NotFound("no such operation")
     return svc, principal, op
 
 
@@ -48,12 +54,13 @@ async def get_operation(request: Request) -> Response:
 
 @limited_by("operations")
 async def operation_events(request: Request) -> Response:
-    svc, principal, op = await _operation_of(request, link_token=True)
+    svc, principal, op = await _operation_of(request, link_token=True, running_here=True)
     cursor = event_cursor(request) or 0
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     if op.is_finished and op.last_seq <= cursor:
         return Response(status_code=204, headers=decision.headers)
-    await svc.operations.take_over_if_orphaned(op)
+    if svc.operations.running_here(op.id) is None:
+        await svc.operations.take_over_if_orphaned(op)
     return await stream_response(svc, op.id, cursor, decision.headers, principal.user_id)
 
 

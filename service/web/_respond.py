@@ -4,12 +4,11 @@ has finished (the contract's negotiation)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -111,16 +110,12 @@ async def stream_response(
     taken here)."""
     slot = slot or await take_stream_slot(svc, user_id)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[bytes]:
         svc.metrics.open_streams.inc()
         try:
             async with held(slot):
-                async for event in svc.operations.follow(operation_id, after):
-                    yield ServerSentEvent(
-                        data=json.dumps(dict(event.data), separators=(",", ":")),
-                        event=event.type,
-                        id=str(event.seq),
-                    )
+                async for batch in svc.operations.follow_batches(operation_id, after):
+                    yield svc.encoded_events.of(operation_id, batch)
         except Exception as exc:
             if not checkpoints.is_connection_failure(exc):
                 raise

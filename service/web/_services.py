@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +18,7 @@ from ..accounts import AccountsBackend, ThumbnailRows
 from ..operations import Operations
 from ..providers import ImageFetcher
 from ._auth import Authenticator
+from ._event_stream import EncodedEvents
 from ._snapshots import Snapshots
 
 
@@ -37,6 +38,7 @@ class Services:
     snapshots: Snapshots
     http: httpx.AsyncClient
     fetcher: ImageFetcher
+    encoded_events: EncodedEvents = field(default_factory=EncodedEvents)
 
 
 def services_of(request: Request) -> Services:

@@ -75,3 +75,28 @@ async def test_only_a_gap_free_prefix_is_cached_and_the_cache_is_bounded():
     cache.forget(["a"])
     await cache.read("a", 0, 1, log.fetch)
     assert log.reads == before + 2
+
+
+async def test_a_reader_at_the_end_under_the_same_stamp_is_answered_from_memory():
+    """Once a read found the end of the log under a stamp, readers at the end with that
+    stamp get nothing new without a read; a new stamp (a wake-up) reads the store."""
+    cache, log = EventCache(), Log(3)
+    assert [e.seq for e in await cache.read("op", 0, 100, log.fetch, stamp=(0, 0))] == [1, 2, 3]
+    assert log.reads == 1
+    for _ in range(5):
+        assert await cache.read("op", 3, 100, log.fetch, stamp=(0, 0)) == []
+    assert log.reads == 1
+    log.events.append(Event(4, "step", {}, NOW))
+    assert await cache.read("op", 3, 100, log.fetch) == [log.events[3]]  # no stamp: reads
+    assert log.reads == 2
+    log.events.append(Event(5, "result", {}, NOW))
+    assert [e.seq for e in await cache.read("op", 4, 100, log.fetch, stamp=(0, 1))] == [5]
+    assert log.reads == 3
+
+
+async def test_a_read_that_stopped_at_its_limit_is_not_taken_for_the_end():
+    """A read cut off by its limit says nothing about the end of the log."""
+    cache, log = EventCache(), Log(5)
+    assert [e.seq for e in await cache.read("op", 0, 2, log.fetch, stamp="s")] == [1, 2]
+    assert [e.seq for e in await cache.read("op", 2, 100, log.fetch, stamp="s")] == [3, 4, 5]
+    assert log.reads == 2

@@ -18,7 +18,9 @@ from ratelimit import (
     RateLimitUnavailable,
     RedisBackend,
     RoutePolicy,
+    Slot,
 )
+from ratelimit._backend import slots_key
 from ratelimit._redis import MAX_BATCH
 from tests.conftest import ExternalServer
 from tests.servers import RedisServer, free_port
@@ -217,4 +219,36 @@ async def test_a_stray_value_in_a_bucket_counts_as_a_full_bucket(
         assert [d.remaining for d in decisions] == [99] * 6
     finally:
         await admin.aclose()
+        await limiter.aclose()
+
+
+async def held_or_refused(limiter: RateLimiter, identity: str) -> Slot | None:
+    try:
+        return await limiter.acquire_slot("streams", None, identity=identity)
+    except RateLimitExceeded:
+        return None
+
+
+async def test_a_burst_of_slot_holds_holds_exactly_the_capacity_in_few_runs(
+    redis_url: str,
+) -> None:
+    """200 concurrent holds of one caller's 20 slots: exactly 20 held, in far fewer script
+    runs than 200; releasing them together frees every one."""
+    streams = RoutePolicy("streams", 120, 60, "open", concurrency=20)
+    limiter = RateLimiter.from_url(redis_url, policies(streams), socket_timeout_s=5.0)
+    try:
+        warm = await asyncio.gather(*(held_or_refused(limiter, "user:warm") for _ in range(2)))
+        await asyncio.gather(*(slot.release() for slot in warm if slot is not None))
+        before = await script_runs(redis_url)
+        slots = await asyncio.gather(*(held_or_refused(limiter, "user:burst") for _ in range(200)))
+        held = [slot for slot in slots if slot is not None]
+        assert len(held) == 20
+        assert await script_runs(redis_url) - before <= 200 // MAX_BATCH + 4
+        await asyncio.gather(*(slot.release() for slot in held))
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            assert await client.zcard(slots_key("user:burst", "streams")) == 0
+        finally:
+            await client.aclose()
+    finally:
         await limiter.aclose()

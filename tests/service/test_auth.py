@@ -333,3 +333,39 @@ def test_a_signed_link_is_refused_even_where_its_secret_and_audience_would_pass(
     link = auth.issue_events_token("user-1", "op-1")
     with pytest.raises(Exception, match="a signed link is not a bearer token"):
         asyncio.run(auth.verify_user_token(link))
+
+
+async def test_a_token_checked_before_is_still_refused_once_it_expires() -> None:
+    """A verified token is not verified again, but its `exp` is checked on every use: the
+    service's clock passing it refuses the token."""
+    from service._errors import Unauthorized
+    from service.web import Authenticator
+
+    clock = FakeClock()
+    auth = Authenticator(hs_secret=SECRET, signing_secret="links", clock=clock)
+    token = auth.issue_user_token("user-1", ttl_s=60)
+    assert await auth.verify_user_token(token) == "user-1"
+    assert await auth.verify_user_token(token) == "user-1"
+    clock.advance(120)
+    with pytest.raises(Unauthorized, match="expired"):
+        await auth.verify_user_token(token)
+
+
+async def test_a_link_checked_as_a_link_is_still_not_a_bearer_token() -> None:
+    """A signed events link accepted on its events URL, then sent as a bearer token under
+    the same secrets and audiences: still refused (what it was checked with is part of
+    what is remembered)."""
+    from starlette.requests import Request
+
+    from service._errors import Unauthorized
+    from service.web import Authenticator
+    from service.web._auth import EVENTS_AUDIENCE
+
+    auth = Authenticator(hs_secret=SECRET, signing_secret=SECRET,
+                         audiences=["authenticated", EVENTS_AUDIENCE])
+    link = auth.issue_events_token("user-1", "op-1")
+    request = Request({"type": "http", "headers": [],
+                       "query_string": f"token={link}".encode()})
+    assert (await auth.user_or_events_token(request, "op-1")).user_id == "user-1"
+    with pytest.raises(Unauthorized, match="a signed link is not a bearer token"):
+        await auth.verify_user_token(link)

@@ -99,7 +99,7 @@ async def test_a_nul_character_is_a_400_not_an_outage(client, method, path, body
 
 async def test_open_streams_per_user_are_capped(spawn, service_env, tmp_path):
     """With 2 streams per user, a third is 429 (whichever endpoint opens it); another
-    user is not affected; a closed stream frees its place."""
+    user is not affected (and cannot follow the run); a closed stream frees its place."""
     limits = tmp_path / "limits.toml"
     limits.write_text("[routes.streams]\nconcurrency = 2\n")
     server = spawn({**service_env, "RATE_LIMITS": str(limits),
@@ -131,6 +131,16 @@ async def test_open_streams_per_user_are_capped(spawn, service_env, tmp_path):
                 assert head.status_code == 429
             other = await client.get("/v1/account", headers=auth("user-2"))
             assert other.status_code == 200
+            # The run is in this instance's hands (no database read to follow it): still
+            # nobody else's to follow.
+            intruder = await client.get(events_url, headers=auth("user-2"))
+            assert intruder.status_code == 404
+        # Once the server has seen both streams close (a new connection may well be
+        # answered before that), their places are free.
+        for _ in range(200):
+            if "viewbait_open_event_streams 0.0" in (await client.get("/metrics")).text:
+                break
+            await asyncio.sleep(0.01)
         async with client.stream("GET", events_url, headers=auth()) as again:
             assert again.status_code == 200
             assert [e.event async for e in events(again)][-1] == "result"
