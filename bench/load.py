@@ -69,8 +69,8 @@ PROVIDER_CODES = {"PROVIDER_RATE_LIMITED", "PROVIDER_UNAVAILABLE", "PROVIDER_BIL
                   "PROVIDER_TIMEOUT", "PROVIDER_BAD_OUTPUT", "PROVIDER_ERROR"}
 #: Seconds after a restart during which the restarted server's outage code is declared.
 OUTAGE_GRACE_S = 10.0
-#: A provider answer delivered this long before its process was killed may not have
-#: been checkpointed yet (steps commit within milliseconds; a loaded machine lags).
+#: The stand-in may log an answer as delivered up to this long after its caller was
+#: killed (it notices a closed connection late).
 KILL_WINDOW_S = 5.0
 CREDITS = 1_000_000
 
@@ -181,12 +181,16 @@ class Cluster:
         await asyncio.to_thread(self.pg.start)
         self.outages["postgres"].append((started, time.time()))
 
-    def cut_by_kill(self, call: dict[str, Any]) -> bool:
-        """Whether a delivered provider answer may have died with its process: killed
-        before the answer was sent (the stand-in can miss that its caller is gone) or
-        within KILL_WINDOW_S after, before its checkpoint could be written."""
+    def cut_by_kill(self, call: dict[str, Any], again: dict[str, Any] | None) -> bool:
+        """Whether a delivered provider answer died with its process before it was
+        checkpointed, so that the render had to be made `again` (the next delivery of the
+        same render, if known): its process was killed after the answer (or just before:
+        the stand-in notices a closed connection late) and before the render was made
+        again. A render made again while the first one's process still lived is a
+        repeat, not a cut."""
         killed = self.killed.get(call["key"])
-        return killed is not None and abs(killed - call["t"]) < KILL_WINDOW_S
+        return (killed is not None and killed > call["t"] - KILL_WINDOW_S
+                and (again is None or killed < again["t"]))
 
     def in_outage(self, server: str, at: float) -> bool:
         return any(start <= at <= end + OUTAGE_GRACE_S for start, end in self.outages[server])
@@ -665,8 +669,8 @@ async def check_ledger(cluster: Cluster, seen: Seen, users: list[str], prefix: s
             renders[(call["kind"], call["nonce"], call["variation"])].append(call)
     twice = excused = 0
     for key, got in renders.items():
-        for earlier in got[:-1]:
-            if cluster.cut_by_kill(earlier):
+        for earlier, again in itertools.pairwise(got):
+            if cluster.cut_by_kill(earlier, again):
                 excused += 1
             else:
                 twice += 1
@@ -682,7 +686,7 @@ async def check_ledger(cluster: Cluster, seen: Seen, users: list[str], prefix: s
         extra = n - heatmaps_by_image[image]
         if extra > 0:
             excusable = sum(1 for c in delivered if c["kind"] == "heatmap" and c["image"] == image
-                            and cluster.cut_by_kill(c))
+                            and cluster.cut_by_kill(c, None))
             excused += min(extra, excusable)
             twice += max(0, extra - excusable)
     checks["variations rendered twice (not cut by a kill)"] = twice
