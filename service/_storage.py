@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 from urllib.parse import quote
@@ -59,6 +59,10 @@ class Storage(Protocol):
         """A URL that serves the object for SIGNED_URL_TTL_S."""
         ...
 
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Remove objects; keys with no object are fine."""
+        ...
+
 
 class LocalStorage:
     """Objects as files under `root`; writes are atomic (temp file + rename) and idempotent."""
@@ -92,6 +96,19 @@ class LocalStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        paths = [self._path(key) for key in keys]
+
+        def unlink() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        try:
+            await asyncio.to_thread(unlink)
+        except OSError as exc:
+            raise StorageUnavailable(f"the object store cannot delete ({exc.strerror})",
+                                     retry_after=STORAGE_RETRY_AFTER_S) from exc
 
     async def get(self, key: str) -> tuple[bytes, str]:
         path = self._path(key)
@@ -169,6 +186,16 @@ class SupabaseStorage:
         bucket, path = self._split(key)
         await self._request("POST", f"{self._base}/object/{bucket}/{path}", content=data,
                             headers={"Content-Type": content_type, "x-upsert": "true"})
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Supabase Storage removes a bucket's objects by their paths in one request."""
+        by_bucket: dict[str, list[str]] = {}
+        for key in keys:
+            bucket, _ = self._split(key)
+            by_bucket.setdefault(bucket, []).append(key.partition("/")[2])
+        for bucket, paths in by_bucket.items():
+            await self._request("DELETE", f"{self._base}/object/{bucket}",
+                                json={"prefixes": paths})
 
     async def get(self, key: str) -> tuple[bytes, str]:
         bucket, path = self._split(key)

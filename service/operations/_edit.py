@@ -16,7 +16,14 @@ from .._storage import Storage, content_type_of, thumbnail_keys
 from ..accounts import AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import EditRequest
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import Sign, delivered, is_watermarked, store_variants, thumbnail_id
+from ._thumbnails import (
+    Sign,
+    delivered,
+    discard_unrendered,
+    is_watermarked,
+    store_variants,
+    thumbnail_id,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,7 @@ class EditKind:
             used = (reserved["charged"] if "charged" in reserved
                     else (await self.accounts.prices()).edit_credits)
         balance = await self.accounts.set_charge(op.user_id, op.id, used, self._charge(ctx))
+        await discard_unrendered(self.storage, ctx, {"edit": "render"})
         return {"credits_used": used, "credits_remaining": balance}
 
     def conclude(

@@ -20,7 +20,7 @@ from .._storage import Storage, thumbnail_keys
 from ..accounts import RESOLUTION_CREDITS, AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import ImageRequest
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import Sign, is_watermarked, store_variants, thumbnail_id
+from ._thumbnails import Sign, discard_unrendered, is_watermarked, store_variants, thumbnail_id
 from ._thumbnails import delivered as _delivered
 
 
@@ -164,10 +164,9 @@ class GenerateKind:
         # The price `reserve` charged at (a cancel may have skipped it: then today's).
         per = (reserved["per_thumbnail"] if "per_thumbnail" in reserved
                else await self._price(op))
-        delivered = [
-            i for i in range(1, int(op.input.get("variations", 1)) + 1)
-            if f"v{i}/record" in ctx.outputs
-        ]
+        variations = range(1, int(op.input.get("variations", 1)) + 1)
+        delivered = [i for i in variations if f"v{i}/record" in ctx.outputs]
+        await discard_unrendered(self.storage, ctx, {f"v{i}": f"v{i}/render" for i in variations})
         balance = await self.accounts.set_charge(op.user_id, op.id, per * len(delivered),
                                                  generation_charge(op.input))
         return {"credits_used": per * len(delivered), "credits_remaining": balance}

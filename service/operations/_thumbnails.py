@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from checkpoints import StepContext
@@ -23,6 +23,20 @@ def thumbnail_id(operation_id: str, part: str) -> str:
 
 
 Sign = Callable[[str], Awaitable[str]]
+
+
+async def discard_unrendered(storage: Storage, ctx: StepContext,
+                             renders: Mapping[str, str]) -> None:
+    """Remove what an earlier owner may have stored for renders that never completed
+    (`renders`: thumbnail part, e.g. `v2`, → its render step's key). An owner killed
+    between storing a render and its checkpoint leaves the object behind, and once the
+    run ends without that render (cancelled, or failed) no row will ever point at it.
+    Completed renders keep their objects: a resume may still need them."""
+    op = ctx.operation
+    keys = [key for part, step in renders.items() if step not in ctx.outputs
+            for key in thumbnail_keys(op.user_id, thumbnail_id(op.id, part)).values()]
+    if keys:
+        await storage.delete(keys)
 
 
 async def store_variants(storage: Storage, sign: Sign, user_id: str, thumb_id: str,

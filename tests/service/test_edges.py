@@ -67,6 +67,22 @@ async def test_supabase_storage_upserts_reads_and_signs():
         assert sign.calls[0].request.content == f'{{"expiresIn":{SIGNED_URL_TTL_S}}}'.encode()
 
 
+async def test_supabase_storage_deletes_a_buckets_objects_in_one_request():
+    """Objects are removed by their paths within each bucket (DELETE with `prefixes`)."""
+    import json
+
+    async with edge_client() as (http, edge):
+        remove = edge.delete(f"{SUPABASE}/storage/v1/object/thumbnails")
+        remove.mock(return_value=httpx.Response(200, json=[]))
+        storage = SupabaseStorage(http, SUPABASE, "service-key")
+        await storage.delete(["thumbnails/u1/t1/thumbnail.png",
+                              "thumbnails/u1/t1/thumbnail-400w.jpg"])
+        sent = remove.calls[0].request
+        assert json.loads(sent.content) == {
+            "prefixes": ["u1/t1/thumbnail.png", "u1/t1/thumbnail-400w.jpg"]}
+        assert len(remove.calls) == 1
+
+
 async def test_supabase_storage_failures_are_clear():
     """Missing objects are NOT_FOUND; an unreachable or refusing store is retryable 503."""
     async with edge_client() as (http, edge):

@@ -77,3 +77,28 @@ async def test_a_run_that_keeps_crashing_outside_its_steps_ends_as_internal_erro
     assert snapshot["status"] == "failed"
     assert snapshot["error"]["retryable"] is True
     assert events.text.count("event: operation") == 3  # first run and two takeovers
+
+
+async def test_a_render_left_behind_by_a_killed_owner_is_removed_when_the_run_ends_without_it(
+    app, client: httpx.AsyncClient,
+):
+    """An owner killed between storing a render and its checkpoint leaves the image with
+    no row; the run that ends without that render (here: cancelled before it ran again)
+    removes it, and keeps nothing else it did not deliver."""
+    from service._errors import NotFound
+    from service._storage import thumbnail_keys
+    from service.operations._thumbnails import thumbnail_id
+
+    svc = app.state.services
+    op, _ = await svc.store.create_operation(
+        user_id="user-1", kind="thumbnail.generate",
+        input={"title": "Cut by a kill", "variations": 1})
+    left = thumbnail_keys("user-1", thumbnail_id(op.id, "v1"))["image"]
+    await svc.storage.put(left, b"\x89PNG left behind", "image/png")
+    await svc.store.request_cancel(op.id)
+    await svc.operations.start(op.id)
+    finished = await svc.operations.wait_until_finished(op.id, 30)
+    assert finished is not None
+    assert finished.status == "cancelled"
+    with pytest.raises(NotFound):
+        await svc.storage.get(left)
