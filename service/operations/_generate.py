@@ -166,9 +166,9 @@ class GenerateKind:
                else await self._price(op))
         variations = range(1, int(op.input.get("variations", 1)) + 1)
         delivered = [i for i in variations if f"v{i}/record" in ctx.outputs]
-        await discard_unrendered(self.storage, ctx, {f"v{i}": f"v{i}/render" for i in variations})
         balance = await self.accounts.set_charge(op.user_id, op.id, per * len(delivered),
                                                  generation_charge(op.input))
+        await discard_unrendered(self.storage, ctx, {f"v{i}": f"v{i}/render" for i in variations})
         return {"credits_used": per * len(delivered), "credits_remaining": balance}
 
     def conclude(

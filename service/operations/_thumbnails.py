@@ -4,15 +4,19 @@ rows belong to the books: `service.accounts`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from checkpoints import StepContext
 
+from .._errors import NotFound, StorageUnavailable
 from .._images import make_variants
 from .._storage import Storage, thumbnail_keys
 from ..accounts import AccountsBackend
+
+log = logging.getLogger("service.operations")
 
 THUMBNAIL_NAMESPACE = uuid.UUID("6f1c3d5e-2a7b-4c1e-9e8f-5b0a7d3c2e19")
 
@@ -31,12 +35,17 @@ async def discard_unrendered(storage: Storage, ctx: StepContext,
     (`renders`: thumbnail part, e.g. `v2`, → its render step's key). An owner killed
     between storing a render and its checkpoint leaves the object behind, and once the
     run ends without that render (cancelled, or failed) no row will ever point at it.
-    Completed renders keep their objects: a resume may still need them."""
+    Completed renders keep their objects: a resume may still need them. Best effort: a
+    store that fails now leaves them (logged), and never holds up the settlement."""
     op = ctx.operation
     keys = [key for part, step in renders.items() if step not in ctx.outputs
             for key in thumbnail_keys(op.user_id, thumbnail_id(op.id, part)).values()]
     if keys:
-        await storage.delete(keys)
+        try:
+            await storage.delete(keys)
+        except (StorageUnavailable, NotFound) as exc:
+            log.warning("objects of unfinished renders not removed: %s", exc,
+                        extra={"operation_id": op.id})
 
 
 async def store_variants(storage: Storage, sign: Sign, user_id: str, thumb_id: str,
