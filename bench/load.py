@@ -604,6 +604,22 @@ def _provider_calls(path: Path, prefix: str) -> list[dict[str, Any]]:
     return [c for c in calls if c["kind"] == "heatmap" or (c["nonce"] or "").startswith(prefix)]
 
 
+async def settled(engine: Any, users: list[str], limit_s: float) -> float:
+    """Wait until every operation of `users` has ended (a run whose instance died and
+    whose client never learnt its id is taken over by an instance on its own, within a
+    lease period or two), for up to `limit_s`; the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        async with engine.connect() as conn:
+            unfinished = await conn.scalar(sa.select(sa.func.count()).where(
+                operations.c.user_id.in_(users),
+                operations.c.status.not_in(TERMINAL_STATUSES)))
+        if not unfinished:
+            break
+        await asyncio.sleep(1.0)
+    return time.monotonic() - started
+
+
 async def check_ledger(cluster: Cluster, seen: Seen, users: list[str], prefix: str) -> Ledger:
     assert cluster.pg_url is not None
     engine = create_engine(cluster.pg_url)
@@ -611,6 +627,8 @@ async def check_ledger(cluster: Cluster, seen: Seen, users: list[str], prefix: s
     facts: dict[str, int] = {}
     details: list[str] = []
     try:
+        facts["seconds until every operation had ended"] = round(
+            await settled(engine, users, 3 * cluster.lease_ttl_s))
         async with engine.connect() as conn:
             ops = (await conn.execute(sa.select(
                 operations.c.id, operations.c.user_id, operations.c.kind, operations.c.status,
