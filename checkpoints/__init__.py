@@ -26,7 +26,8 @@ from ._models import (
     canonical_json,
     input_hash,
 )
-from ._runner import Run, Runner
+from ._run import Run
+from ._runner import Runner
 from ._schema import metadata, operation_events, operation_steps, operations
 from ._steps import (
     INTERRUPTED,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._models import JSON, Operation
 
 if TYPE_CHECKING:
-    from ._runner import Run
+    from ._run import Run
 
 StepFn = Callable[["StepContext"], Awaitable[JSON]]
 #: Wraps one execution of a step, e.g. in the caller's retry policy.
