@@ -1,0 +1,1 @@
+"""The load campaign's parts (`bench/load.py` runs it)."""
