@@ -84,6 +84,15 @@ async def live_slots(redis_url: str, user: str) -> int:
         await client.aclose()
 
 
+async def rendering_on(client: httpx.AsyncClient, base: str, title: str) -> str:
+    """The id of an operation created on `base` once its render has started there."""
+    created = await client.post(f"{base}/v1/thumbnails", json={"title": title},
+                                headers={**auth(), "Prefer": "respond-async"})
+    op_id = created.json()["operation_id"]
+    await wait_for_step(client, base, op_id, "v1/render", "running")
+    return str(op_id)
+
+
 async def test_a_run_orphaned_by_a_killed_instance_is_resumed_through_another(
     spawn, cluster_env
 ):
@@ -94,10 +103,7 @@ async def test_a_run_orphaned_by_a_killed_instance_is_resumed_through_another(
     a = spawn(slow, "a")
     b = spawn(slow, "b")
     async with httpx.AsyncClient(timeout=60) as client:
-        created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Orphan"},
-                                    headers={**auth(), "Prefer": "respond-async"})
-        op_id = created.json()["operation_id"]
-        await wait_for_step(client, a.url, op_id, "v1/render", "running")
+        op_id = await rendering_on(client, a.url, "Orphan")
         a.kill()
         killed = asyncio.get_running_loop().time()
         seen: list[int] = []
@@ -134,10 +140,7 @@ async def test_a_run_orphaned_by_a_killed_instance_ends_without_anyone_following
     a = spawn({**cluster_env, "LOCAL_PROVIDER_DELAY_MS": "3000"}, "a")
     b = spawn(cluster_env, "b")
     async with httpx.AsyncClient(timeout=60) as client:
-        created = await client.post(f"{a.url}/v1/thumbnails", json={"title": "Left alone"},
-                                    headers={**auth(), "Prefer": "respond-async"})
-        op_id = created.json()["operation_id"]
-        await wait_for_step(client, a.url, op_id, "v1/render", "running")
+        op_id = await rendering_on(client, a.url, "Left alone")
     a.kill()
     store = CheckpointStore.from_url(cluster_env["DATABASE_URL"], listen=False)
     try:
