@@ -47,6 +47,8 @@ class Run:
         self.operation = operation
         self.lost = False
         self.finished = False  # `finish` wrote the terminal state (and freed the lease)
+        #: The operation as `finish` wrote it, when its write's answer told all of it.
+        self.finished_operation: Operation | None = None
         self.records: dict[str, StepRecord] = {}
         self._plan: list[Step] = []
         self._cancelled = operation.cancel_requested
@@ -413,11 +415,21 @@ class Run:
             op = await self.store.get_operation(self.operation.id)
             return op.is_finished and op.status == status
 
+        at = self.store.now()
         written = await self._persist(
             lambda: self.store.finish_operation(
-                self.lease, status, result=result, error=error, event=data
+                self.lease, status, result=result, error=error, event=data, at=at
             ),
             landed=landed,
         )
         self.finished = True
-        return None if isinstance(written, Landed) else written.seq
+        if isinstance(written, Landed):
+            return None
+        if written.seq is not None:  # the terminal event is the log's last: all is known
+            self.finished_operation = dataclasses.replace(
+                self.operation, status=status, result=result, error=error,
+                lease_owner=None, lease_expires_at=None, last_seq=written.seq,
+                cancel_requested=self.operation.cancel_requested or written.cancel_requested,
+                updated_at=at, finished_at=at,
+            )
+        return written.seq

@@ -350,13 +350,16 @@ class CheckpointStore:
         result: JSON | None = None,
         error: Mapping[str, Any] | None = None,
         event: tuple[str, Mapping[str, Any]] | None = None,
+        at: datetime | None = None,
     ) -> Written:
         """Store the terminal status, result or error and (optionally) the terminal event
-        in one atomic write under the lease, which it also releases."""
+        in one atomic write under the lease, which it also releases. `at`: the
+        operation's `finished_at` and `updated_at` (default now)."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"{status!r} is not a terminal status")
         return await self._write(
-            lease, status=status, result=result, error=error, finished=True, event=event
+            lease, status=status, result=result, error=error, finished=True, event=event,
+            now=at,
         )
 
     # -- retention ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from checkpoints import autocommit
 
 from .._errors import InsufficientCredits, NotFound
 from .._rows import upsert
-from ._ledger import entries_of
+from ._ledger import Entries
 from ._protocol import Charge, NewThumbnail, Thumbnail
 from ._tables import accounts, credit_ledger, thumbnails
 from ._tiers import TIERS, Account, Prices
@@ -83,19 +83,19 @@ class Accounts:
         Setting a target (rather than adding) makes every retry of the same step a no-op.
         Raises 402 when the balance cannot cover an increase; then nothing is written.
         """
-        # Serialises charges of one user (SQLite's BEGIN IMMEDIATE already does).
-        locked = (
-            sa.select(accounts.c.credits_remaining)
-            .where(accounts.c.user_id == user_id)
-            .with_for_update()
-        )
+        # Only the operation's owner moves its charge, so a charge found already at its
+        # target (a settlement that delivered all it reserved) needs no transaction.
+        async with self._single.connect() as conn:
+            found = await _balance_and_entries(conn, user_id, operation_id, lock=False)
+        if found is not None and found[1].charged == target:
+            return found[0]
         async with self._engine.begin() as conn:
-            found = await conn.scalar(locked)
+            found = await _balance_and_entries(conn, user_id, operation_id, lock=True)
             if found is None:  # first use
                 await self._ensure(conn, user_id)
-                found = await conn.scalar(locked)
-            balance = int(found or 0)
-            entries = await entries_of(conn, credit_ledger, operation_id)
+                found = await _balance_and_entries(conn, user_id, operation_id, lock=True)
+                assert found is not None
+            balance, entries = found
             increase = target - entries.charged
             if increase == 0:
                 return balance
@@ -116,6 +116,30 @@ class Accounts:
                         updated_at=now)
             )
             return balance - increase
+
+
+async def _balance_and_entries(
+    conn: AsyncConnection, user_id: str, operation_id: str, *, lock: bool
+) -> tuple[int, Entries] | None:
+    """The account's balance and the operation's ledger entries in one statement (None
+    when the account does not exist yet); with `lock`, the account's row is locked for
+    the rest of the transaction, which serialises the charges of one user (SQLite's
+    BEGIN IMMEDIATE already does)."""
+    stmt = (
+        sa.select(accounts.c.credits_remaining, credit_ledger.c.entry, credit_ledger.c.delta)
+        .select_from(accounts.outerjoin(
+            credit_ledger, credit_ledger.c.operation_id == operation_id))
+        .where(accounts.c.user_id == user_id)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=accounts)
+    rows = (await conn.execute(stmt)).all()
+    if not rows:
+        return None
+    ledger = [row for row in rows if row.entry is not None]
+    # Ledger deltas are negative for charges.
+    entries = Entries([row.entry for row in ledger], -sum(int(row.delta) for row in ledger))
+    return int(rows[0].credits_remaining), entries
 
 
 class ServiceThumbnails:

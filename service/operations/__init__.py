@@ -6,7 +6,7 @@ from ._edit import EditKind
 from ._generate import GenerateKind, generation_cost
 from ._heatmap import HeatmapKind, upload_key
 from ._kinds import ROUTE_OF_KIND, OperationKind, ProviderCalls
-from ._manager import Operations
+from ._manager import Ended, Operations
 from ._slots import held
 from ._tables import metadata
 from ._video import VideoKind
@@ -14,6 +14,7 @@ from ._video import VideoKind
 __all__ = [
     "ROUTE_OF_KIND",
     "EditKind",
+    "Ended",
     "GenerateKind",
     "HeatmapKind",
     "OperationKind",

@@ -47,6 +47,15 @@ CRASHED: Final = ErrorInfo("INTERNAL_ERROR",
                            "the operation failed unexpectedly; resume it to try again",
                            500, retryable=True)
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ended:
+    """A finished operation and, when its run ended in this process, its step records as
+    that run left them (None: read them)."""
+
+    operation: Operation
+    steps: list[StepRecord] | None = None
+
+
 #: The snapshot of an operation and its step records, as clients see it.
 Snapshot = Callable[[Operation, list[StepRecord]], Awaitable[dict[str, Any]]]
 #: Acquires the concurrency slot of an operation's route for its user (raises
@@ -70,7 +79,7 @@ class Operations:
         self.kinds = kinds
         self.present = present
         self.accepting = True
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[Ended | None]] = {}
         self._runs: dict[str, Any] = {}
         # Operations whose steps run here now (this process holds the lease; the run has
         # not started to finish): their followers need no database read to know that.
@@ -108,7 +117,7 @@ class Operations:
         )
         self._tasks[operation_id] = task
 
-        def forget(done: asyncio.Task[None]) -> None:
+        def forget(done: asyncio.Task[Ended | None]) -> None:
             if self._tasks.get(operation_id) is done:
                 del self._tasks[operation_id]
 
@@ -160,8 +169,10 @@ class Operations:
         slot: ratelimit.Slot | None,
         started_future: asyncio.Future[None],
         *,
-        after: asyncio.Task[None] | None = None,
-    ) -> None:
+        after: asyncio.Task[Ended | None] | None = None,
+    ) -> Ended | None:
+        """The run; returns how it ended when it finished the operation and knows all of
+        it (else None)."""
         started = time.perf_counter()
         try:
             if after is not None:
@@ -172,6 +183,8 @@ class Operations:
                 async with held(spare):
                     try:
                         await self._drive(run, reopen, started_future, started)
+                        if run.finished_operation is not None:
+                            return Ended(run.finished_operation, list(run.records.values()))
                     except LeaseLost:
                         raise
                     except Exception:
@@ -185,6 +198,7 @@ class Operations:
         finally:
             self._runs.pop(operation_id, None)
             _done(started_future)
+        return None
 
     async def _crashed(self, run: Run) -> None:
         """A run failed outside its steps (a fault or a bug). It stays unfinished, to be
@@ -335,24 +349,27 @@ class Operations:
                 return
             await self.take_over_if_orphaned(op)
 
-    async def wait_until_finished(self, operation_id: str, timeout: float) -> Operation | None:
+    async def wait_until_finished(self, operation_id: str, timeout: float) -> Ended | None:
         """The finished operation, or None when it is still running after `timeout`.
 
         A run of this process is waited for directly rather than by reading its event log
-        as it grows; one that ended unfinished (suspended, crashed, taken over) or runs
+        as it grows, and when it finished the operation, the answer is what it wrote (no
+        read); one that ended unfinished (suspended, crashed, taken over) or runs
         elsewhere is followed through its log, which takes it over once orphaned."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 run = self._tasks.get(operation_id)
                 if run is not None:
                     await asyncio.wait([run])  # waiting, never cancelling the run
+                    if not run.cancelled() and (ended := run.result()) is not None:
+                        return ended
                     op = await self.store.get_operation(operation_id)
                     if op.is_finished:
-                        return op
+                        return Ended(op)
                 async for _event in self.follow(operation_id, 0):
                     pass
         op = await self.store.get_operation(operation_id)
-        return op if op.is_finished else None
+        return Ended(op) if op.is_finished else None
 
 
 def _done(future: asyncio.Future[None]) -> None:

@@ -88,12 +88,13 @@ async def cancel_operation(request: Request) -> Response:
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     if not op.is_finished:
         await svc.operations.cancel(op)
-        finished = await svc.operations.wait_until_finished(op.id, CANCEL_WAIT_S)
-        if finished is None:
+        ended = await svc.operations.wait_until_finished(op.id, CANCEL_WAIT_S)
+        if ended is None:
             current = await svc.store.get_operation(op.id)
             return JSONResponse(await snapshot(svc, current), status_code=202,
                                 headers=decision.headers)
-        op = finished
+        return JSONResponse(await snapshot(svc, ended.operation, ended.steps),
+                            headers=decision.headers)
     return JSONResponse(await snapshot(svc, op), headers=decision.headers)
 
 

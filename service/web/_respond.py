@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sse_starlette import EventSourceResponse
@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 import checkpoints
 import ratelimit
-from checkpoints import Operation
+from checkpoints import Operation, StepRecord
 
 from .._errors import ErrorInfo, RunError
 from ..operations import held
@@ -48,12 +48,12 @@ async def respond(
                                      slot=stream_slot)
     if not wants_async(request):
         async with held(stream_slot or await take_stream_slot(svc, principal.user_id)):
-            finished = await svc.operations.wait_until_finished(op.id,
-                                                                svc.settings.sync_wait_s)
-        if finished is not None:
+            ended = await svc.operations.wait_until_finished(op.id, svc.settings.sync_wait_s)
+        if ended is not None:
+            finished = ended.operation
             if finished.status in ("succeeded", "partial"):
                 return JSONResponse(
-                    {"operation": await snapshot(svc, finished)}, headers=headers
+                    {"operation": await snapshot(svc, finished, ended.steps)}, headers=headers
                 )
             info = ErrorInfo.of_record(finished.error)
             # The failed operation stays addressable (e.g. to resume it).
@@ -88,9 +88,14 @@ def accepted(
                         headers={**headers, "Location": location})
 
 
-async def snapshot(svc: Services, op: Operation) -> dict[str, Any]:
-    """The operation's snapshot, with freshly signed URLs."""
-    return await svc.snapshots.of(op, await svc.store.get_steps(op.id))
+async def snapshot(
+    svc: Services, op: Operation, steps: Sequence[StepRecord] | None = None
+) -> dict[str, Any]:
+    """The operation's snapshot, with freshly signed URLs; its step records are read
+    unless given."""
+    if steps is None:
+        steps = await svc.store.get_steps(op.id)
+    return await svc.snapshots.of(op, steps)
 
 
 async def take_stream_slot(svc: Services, user_id: str) -> ratelimit.Slot:

@@ -44,6 +44,18 @@ async def test_a_json_generation_returns_the_finished_operation_with_images(
     assert response.headers["RateLimit-Policy"] == '"generate";q=20;w=60'
     account = await client.get("/v1/account", headers=auth())
     assert account.json() == {"user_id": "user-1", "tier": "free", "credits_remaining": 9}
+    # The answer comes from the run that finished it, not from a read: it is the
+    # operation as stored, to the microsecond (URLs aside: each snapshot signs its own).
+    stored = await client.get(f"/v1/operations/{op['id']}", headers=auth())
+    assert _unsigned(stored.json()) == _unsigned(op)
+
+
+def _unsigned(snapshot: dict) -> dict:
+    """A snapshot without its signed URLs."""
+    result = snapshot["result"]
+    thumbnails = [{k: v for k, v in t.items() if not k.endswith("_url")}
+                  for t in result["thumbnails"]]
+    return {**snapshot, "result": {**result, "thumbnails": thumbnails}}
 
 
 async def test_a_run_that_keeps_crashing_outside_its_steps_ends_as_internal_error(
@@ -97,8 +109,8 @@ async def test_a_render_left_behind_by_a_killed_owner_is_removed_when_the_run_en
     await svc.storage.put(left, b"\x89PNG left behind", "image/png")
     await svc.store.request_cancel(op.id)
     await svc.operations.start(op.id)
-    finished = await svc.operations.wait_until_finished(op.id, 30)
-    assert finished is not None
-    assert finished.status == "cancelled"
+    ended = await svc.operations.wait_until_finished(op.id, 30)
+    assert ended is not None
+    assert ended.operation.status == "cancelled"
     with pytest.raises(NotFound):
         await svc.storage.get(left)
