@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._models import JSON, Lease, StepRecord, canonical_json
 from ._notify import CHANNEL
-from ._write import FencedWrite, Written
+from ._write import STEP_COLUMNS, STEP_TYPES, FencedWrite, Written, planned
 
 
 class PgWrites:
@@ -39,14 +39,14 @@ class PgWrites:
             raise write.refused()
         return Written(row.seq, bool(row.cancel_requested), bool(row.then_written))
 
-    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord] | None:
         # The row lock of the operation makes a takeover wait for this insert's commit.
         async with self._autocommit.connect() as conn:
-            result = await conn.execute(_PLAN, {
+            rows = (await conn.execute(_PLAN, {
                 "operation_id": lease.operation_id, "token": lease.token,
                 "keys": list(keys), "positions": list(range(len(keys))),
-            })
-        return bool(result.rowcount)
+            })).all()
+        return planned(rows)
 
 
 _PLAN: Final = sa.text(
@@ -55,8 +55,9 @@ _PLAN: Final = sa.text(
     "INSERT INTO operation_steps (operation_id, key, position, status, attempts) "
     "SELECT op.id, step.key, step.position, 'pending', 0 FROM op, "
     "unnest(CAST(:keys AS text[]), CAST(:positions AS integer[])) AS step(key, position) "
-    "ON CONFLICT (operation_id, key) DO UPDATE SET position = EXCLUDED.position"
-)
+    "ON CONFLICT (operation_id, key) DO UPDATE SET position = EXCLUDED.position "
+    f"RETURNING {STEP_COLUMNS}"
+).columns(*STEP_TYPES)
 
 
 def _parameters(write: FencedWrite) -> dict[str, Any]:

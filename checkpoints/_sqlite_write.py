@@ -28,7 +28,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._models import JSON, Lease, StepRecord
-from ._write import FencedWrite, Written
+from ._write import STEP_COLUMNS, STEP_TYPES, FencedWrite, Written, planned
 
 #: The operation columns a write may set besides `updated_at` (see `CheckpointStore._write`).
 _OPERATION_COLUMNS: Final = (
@@ -116,8 +116,9 @@ _PLAN: Final = sa.text(
     "SELECT :operation_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
     "'pending', 0 FROM json_each(:steps) WHERE EXISTS (SELECT 1 FROM operations "
     "WHERE id = :operation_id AND lease_token = :token) "
-    "ON CONFLICT (operation_id, key) DO UPDATE SET position = excluded.position"
-)
+    "ON CONFLICT (operation_id, key) DO UPDATE SET position = excluded.position "
+    f"RETURNING {STEP_COLUMNS}"
+).columns(*STEP_TYPES)
 
 
 def install(dbapi_connection: Any) -> None:
@@ -155,13 +156,13 @@ class SqliteWrites:
         seq = int(row.seq) if wrote_event else None
         return Written(seq, bool(row.cancel_requested), bool(row.then_written))
 
-    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord] | None:
         steps = json.dumps([[key, position] for position, key in enumerate(keys)])
         async with self._autocommit.connect() as conn:
-            result = await conn.execute(_PLAN, {
+            rows = (await conn.execute(_PLAN, {
                 "operation_id": lease.operation_id, "token": lease.token, "steps": steps,
-            })
-        return bool(result.rowcount)
+            })).all()
+        return planned(rows)
 
     def _parameters(self, write: FencedWrite) -> dict[str, Any]:
         sets = {name: write.sets[name] for name in _OPERATION_COLUMNS if name in write.sets}

@@ -242,15 +242,17 @@ class CheckpointStore:
     # -- steps --------------------------------------------------------------------------
 
     async def plan_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:
-        """Record the planned steps (new ones `pending`, known ones untouched) and return
-        every step of the operation in plan order."""
-        if keys:
-            if not await self._writes.plan(lease, keys):
-                raise LeaseLost(lease.operation_id, lease.token)
-        else:
+        """Record the planned steps (new ones `pending`, known ones untouched but for
+        their position) and return them in plan order, in one statement. Rows of steps
+        outside the plan (an earlier version's plan) are left alone and not returned."""
+        if not keys:
             async with self.engine.begin() as conn:
                 await hold_lease(conn, lease)
-        return await self.get_steps(lease.operation_id)
+            return []
+        steps = await self._writes.plan(lease, keys)
+        if steps is None:
+            raise LeaseLost(lease.operation_id, lease.token)
+        return steps
 
     async def reset_steps(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord]:
         """Set steps back to `pending` so the next execution runs them again (e.g. the

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ._errors import CheckpointError, LeaseLost, OperationNotFound
 from ._models import Lease, StepRecord
+from ._rows import step_of
+from ._schema import operation_steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,22 @@ class FencedWrite:
         return OperationNotFound(self.operation_id)
 
 
+#: The step columns a plan's statement returns, and their types (for its results).
+STEP_TYPES: Final = tuple(
+    operation_steps.c[name] for name in ("key", "position", "status", "attempts", "output",
+                                         "error", "started_at", "finished_at")
+)
+STEP_COLUMNS: Final = ", ".join(column.name for column in STEP_TYPES)
+
+
+def planned(rows: Sequence[sa.Row[Any]]) -> list[StepRecord] | None:
+    """The plan's step records in plan order from its statement's RETURNING rows; None
+    when there are none (the fence refused the statement: a plan is never empty)."""
+    if not rows:
+        return None
+    return sorted((step_of(row) for row in rows), key=lambda step: (step.position, step.key))
+
+
 class DialectWrites(Protocol):
     """What the store asks of its database's dialect."""
 
@@ -59,6 +77,7 @@ class DialectWrites(Protocol):
     async def write(self, write: FencedWrite) -> Written:
         """Apply `write` atomically; raise `write.refused()` when the fence refuses it."""
 
-    async def plan(self, lease: Lease, keys: Sequence[str]) -> bool:
+    async def plan(self, lease: Lease, keys: Sequence[str]) -> list[StepRecord] | None:
         """Insert the (non-empty) plan's new steps `pending` and move known ones to their
-        position, in one statement under the lease; False when the fence refused it."""
+        position, in one statement under the lease; returns the plan's step rows as the
+        statement left them (see `planned`), None when the fence refused it."""

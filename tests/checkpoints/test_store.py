@@ -158,6 +158,29 @@ async def test_a_zombie_owner_can_write_nothing(store: CheckpointStore, clock: F
     assert (await store.get_steps(op.id))[0].output == {"x": 1}
 
 
+async def test_planning_again_returns_the_recorded_steps_as_stored(store: CheckpointStore):
+    """A plan's one statement returns its steps as the database holds them: a step an
+    earlier owner completed keeps its output, attempts and times; a new one is pending;
+    a known one takes its new position; one outside the plan is left alone."""
+    op, _ = await store.create_operation(user_id="u1", kind="k", input={})
+    first = await store.acquire_lease(op.id, "a", ttl=10)
+    s1, _s2, _old = await store.plan_steps(first, ["s1", "s2", "old"])
+    done = dataclasses.replace(s1, status="completed", attempts=1, output={"n": [1, "x"]},
+                               started_at=store.now(), finished_at=store.now())
+    await store.record_step(first, done, event=("step", {"step": "s1"}))
+    await store.release_lease(first)
+    second = await store.acquire_lease(op.id, "b", ttl=10)
+    planned = await store.plan_steps(second, ["new", "s1", "s2"])
+    assert [(s.key, s.position, s.status) for s in planned] == [
+        ("new", 0, "pending"), ("s1", 1, "completed"), ("s2", 2, "pending")
+    ]
+    stored = {s.key: s for s in await store.get_steps(op.id)}
+    assert planned == [stored["new"], stored["s1"], stored["s2"]]
+    assert planned[1].output == {"n": [1, "x"]}
+    assert planned[1].finished_at == done.finished_at
+    assert stored["old"].status == "pending"
+
+
 async def test_a_completion_and_the_next_start_are_written_together(store: CheckpointStore):
     """A write with a `then` part records both steps and numbers both events in order; with
     `then_unless_cancelled` a requested cancel leaves the second step untouched."""
