@@ -21,6 +21,7 @@ from ._thumbnails import (
     delivered,
     discard_unrendered,
     is_watermarked,
+    reserve,
     store_variants,
     thumbnail_id,
 )
@@ -70,8 +71,7 @@ class EditKind:
     async def _reserve(self, ctx: StepContext) -> JSON:
         op = ctx.operation
         cost = (await self.accounts.prices()).edit_credits
-        balance = await self.accounts.set_charge(op.user_id, op.id, cost, self._charge(ctx))
-        watermarked = (await self.accounts.get(op.user_id)).tier.has_watermark
+        balance, watermarked = await reserve(self.accounts, op, cost, self._charge(ctx))
         return {"charged": cost, "credits_remaining": balance, "has_watermark": watermarked}
 
     async def _render(self, ctx: StepContext) -> JSON:

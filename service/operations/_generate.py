@@ -20,7 +20,14 @@ from .._storage import Storage, thumbnail_keys
 from ..accounts import RESOLUTION_CREDITS, AccountsBackend, Charge, NewThumbnail, ThumbnailRows
 from ..providers import ImageRequest
 from ._kinds import CANCELLED_ERROR, Conclusion, ProviderCalls, first_error
-from ._thumbnails import Sign, discard_unrendered, is_watermarked, store_variants, thumbnail_id
+from ._thumbnails import (
+    Sign,
+    discard_unrendered,
+    is_watermarked,
+    reserve,
+    store_variants,
+    thumbnail_id,
+)
 from ._thumbnails import delivered as _delivered
 
 
@@ -106,9 +113,8 @@ class GenerateKind:
             if not any(_dead(records[f"v{i}/{part}"]) for part in ("render", "variants", "record"))
         ]
         target = per * len(live)
-        balance = await self.accounts.set_charge(op.user_id, op.id, target,
-                                                 generation_charge(op.input))
-        watermarked = (await self.accounts.get(op.user_id)).tier.has_watermark
+        balance, watermarked = await reserve(self.accounts, op, target,
+                                             generation_charge(op.input))
         return {"charged": target, "per_thumbnail": per, "credits_remaining": balance,
                 "has_watermark": watermarked}
 

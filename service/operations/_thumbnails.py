@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from checkpoints import StepContext
+from checkpoints import Operation, StepContext
 
 from .._errors import NotFound, StorageUnavailable
 from .._images import make_variants
 from .._storage import Storage, thumbnail_keys
-from ..accounts import AccountsBackend
+from ..accounts import AccountsBackend, Charge
 
 log = logging.getLogger("service.operations")
 
@@ -55,8 +55,9 @@ async def store_variants(storage: Storage, sign: Sign, user_id: str, thumb_id: s
     keys = thumbnail_keys(user_id, thumb_id)
     original, _ = await storage.get(image_key)
     variants = await asyncio.to_thread(make_variants, original, (400, 800))
-    await storage.put(keys["image_400w"], variants[400], "image/jpeg")
-    await storage.put(keys["image_800w"], variants[800], "image/jpeg")
+    # Independent objects: stored side by side (each write is atomic and idempotent).
+    await asyncio.gather(*(storage.put(keys[f"image_{width}w"], variants[width], "image/jpeg")
+                           for width in (400, 800)))
     return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"],
             "image_400w_url": await sign(keys["image_400w"])}
 
@@ -76,6 +77,18 @@ def delivered(outputs: dict[str, Any], part: str) -> dict[str, Any] | None:
         "width": rendered["width"],
         "height": rendered["height"],
     }
+
+
+async def reserve(accounts: AccountsBackend, operation: Operation, target: int,
+                  charge: Charge) -> tuple[int, bool]:
+    """Set the operation's charge to `target` credits: the balance after, and whether the
+    user's tier marks their thumbnails as watermarked, read beside the charge (a read
+    that need not wait for it)."""
+    balance, account = await asyncio.gather(
+        accounts.set_charge(operation.user_id, operation.id, target, charge),
+        accounts.get(operation.user_id),
+    )
+    return balance, account.tier.has_watermark
 
 
 async def is_watermarked(accounts: AccountsBackend, ctx: StepContext) -> bool:
