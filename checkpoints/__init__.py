@@ -25,6 +25,7 @@ from ._models import (
     StepStatus,
     canonical_json,
     input_hash,
+    lease_of,
 )
 from ._run import Run
 from ._runner import Runner
@@ -71,6 +72,7 @@ __all__ = [
     "input_hash",
     "is_connection_failure",
     "is_retryable",
+    "lease_of",
     "metadata",
     "operation_events",
     "operation_steps",

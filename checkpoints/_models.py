@@ -91,3 +91,11 @@ class Lease:
     owner: str
     token: int
     expires_at: float
+
+
+def lease_of(operation: Operation) -> Lease:
+    """The lease an operation's row shows (e.g. one created leased to its creator)."""
+    if operation.lease_owner is None or operation.lease_expires_at is None:
+        raise ValueError(f"operation {operation.id} is not leased")
+    return Lease(operation.id, operation.lease_owner, operation.lease_token,
+                 operation.lease_expires_at)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from ._errors import LeaseLost
-from ._models import JSON
+from ._models import JSON, Operation, lease_of
 from ._outage import durable
 from ._run import Run
 from ._steps import DescribeError, StepWrapper, describe_error
@@ -58,17 +58,24 @@ class Runner:
         self.outage_patience = outage_patience
 
     @contextlib.asynccontextmanager
-    async def claim(self, operation_id: str) -> AsyncIterator[Run]:
+    async def claim(self, operation_id: str, *, taken: Operation | None = None
+                    ) -> AsyncIterator[Run]:
         """Hold the operation's lease for the body, renewed in the background.
 
         Raises `LeaseUnavailable` when a live owner holds it. If a newer owner takes it
         over meanwhile, the body is cancelled and `LeaseLost` raised. The lease is
         released on the way out. The run's step records are read by its `plan` (or
-        `load_steps`).
+        `load_steps`). `taken`: the operation as this owner already holds it (created
+        leased to it, see `CheckpointStore.create_operation`): nothing to take.
         """
-        lease, operation = await self.store.take_operation(
-            operation_id, self.owner, self.lease_ttl
-        )
+        if taken is not None:
+            if taken.id != operation_id or taken.lease_owner != self.owner:
+                raise ValueError(f"operation {operation_id} is not held by {self.owner}")
+            lease, operation = lease_of(taken), taken
+        else:
+            lease, operation = await self.store.take_operation(
+                operation_id, self.owner, self.lease_ttl
+            )
         run = Run(self, lease, operation)
         task = asyncio.current_task()
         keeper = asyncio.create_task(run.keep_lease(task), name=f"lease:{operation_id}")

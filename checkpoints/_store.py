@@ -99,16 +99,20 @@ class CheckpointStore:
         input: JSON,
         idempotency_key: str | None = None,
         operation_id: str | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> tuple[Operation, bool]:
         """Create an operation, or find the one this user made with `idempotency_key`.
 
         Returns the operation and whether it was created now. The same key with another
         kind or input raises `IdempotencyKeyReused`. Concurrent calls with one key create
-        exactly one row.
+        exactly one row. With `owner` (and `ttl`), an operation created now is created
+        leased to that owner (its first lease, see `lease_of`): its run needs no
+        `take_operation`.
         """
         now = self.now()
         digest = input_hash({"kind": kind, "input": input})
-        row = {
+        row: dict[str, Any] = {
             "id": operation_id or str(uuid.uuid4()),
             "user_id": user_id,
             "kind": kind,
@@ -119,6 +123,10 @@ class CheckpointStore:
             "created_at": now,
             "updated_at": now,
         }
+        if owner is not None:
+            if ttl is None or ttl <= 0:
+                raise ValueError("a leased operation needs a positive ttl")
+            row.update(lease_token=1, lease_owner=owner, lease_expires_at=self._clock() + ttl)
         if idempotency_key is None:
             async with self._single.connect() as conn:
                 new = (

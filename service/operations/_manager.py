@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 import ratelimit
@@ -30,6 +30,7 @@ from checkpoints import (
     StepRecord,
     is_connection_failure,
     is_retryable,
+    lease_of,
 )
 
 from .._errors import ErrorInfo, OperationNotResumable
@@ -84,35 +85,49 @@ class Operations:
         # Operations whose steps run here now (this process holds the lease; the run has
         # not started to finish): their followers need no database read to know that.
         self._running: dict[str, Operation] = {}
-        self._releases: set[asyncio.Task[None]] = set()
+        self._releases: set[asyncio.Task[object]] = set()
         self._crashes: dict[str, int] = {}
         self._on_finished = on_finished
         self._slot_for = slot_for
 
     # -- starting and taking over -------------------------------------------------------
 
+    async def create(
+        self, *, user_id: str, kind: str, input: Mapping[str, Any], idempotency_key: str | None
+    ) -> tuple[Operation, bool]:
+        """Create an operation (or find the one of its Idempotency-Key): one created now is
+        created held by this process, so that `start` runs it without taking it first.
+        Whether it was created now."""
+        return await self.store.create_operation(
+            user_id=user_id, kind=kind, input=dict(input), idempotency_key=idempotency_key,
+            owner=self.runner.owner if self.accepting else None, ttl=self.runner.lease_ttl,
+        )
+
     def start(
-        self, operation_id: str, *, reopen: bool = False, slot: ratelimit.Slot | None = None
+        self, operation_id: str, *, reopen: bool = False, slot: ratelimit.Slot | None = None,
+        created: Operation | None = None,
     ) -> asyncio.Future[None]:
         """Run the operation here unless this process already does (or is shutting down).
 
         Losing the race for the lease is fine: the winner runs it and we follow. A
-        concurrency `slot` is held (and renewed) for as long as the run lasts. The
-        returned future is done once the run has started (or did not start).
+        concurrency `slot` is held (and renewed) for as long as the run lasts. `created`:
+        the operation as `create` made it, held by this process. The returned future is
+        done once the run has started (or did not start).
         """
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         previous = self._tasks.get(operation_id)
         if not self.accepting or (previous is not None and not reopen):
             started.set_result(None)
             if slot is not None:
-                release = asyncio.create_task(slot.release())
-                self._releases.add(release)
-                release.add_done_callback(self._releases.discard)
+                self._in_background(slot.release())
+            if created is not None and created.lease_owner == self.runner.owner:
+                # Not run here after all: free it for an instance that will.
+                self._in_background(self.store.release_lease(lease_of(created)))
             return started
         # A resume may arrive while the run that just failed winds down here: it runs
         # once that one has ended.
         task = asyncio.create_task(
-            self._run(operation_id, reopen, slot, started, after=previous),
+            self._run(operation_id, reopen, slot, started, after=previous, taken=created),
             name=f"run:{operation_id}",
         )
         self._tasks[operation_id] = task
@@ -123,6 +138,12 @@ class Operations:
 
         task.add_done_callback(forget)
         return started
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run `work` to its end whoever waits (shutdown waits for nothing of it)."""
+        task = asyncio.create_task(work)
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def take_over_if_orphaned(self, operation: Operation) -> None:
         """Start an unfinished operation whose owner is gone (or that never started)."""
@@ -170,6 +191,7 @@ class Operations:
         started_future: asyncio.Future[None],
         *,
         after: asyncio.Task[Ended | None] | None = None,
+        taken: Operation | None = None,
     ) -> Ended | None:
         """The run; returns how it ended when it finished the operation and knows all of
         it (else None)."""
@@ -177,7 +199,7 @@ class Operations:
         try:
             if after is not None:
                 await asyncio.wait([after])
-            async with held(slot), self.runner.claim(operation_id) as run:
+            async with held(slot), self.runner.claim(operation_id, taken=taken) as run:
                 self._runs[operation_id] = run
                 spare = None if slot is not None else await self._spare_slot(run.operation)
                 async with held(spare):

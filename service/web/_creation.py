@@ -129,15 +129,15 @@ class Creation:
         try:
             if prepare is not None:
                 await prepare()
-            op, created = await svc.store.create_operation(
-                user_id=self.user, kind=kind, input=dict(inputs), idempotency_key=self.key
+            op, created = await svc.operations.create(
+                user_id=self.user, kind=kind, input=inputs, idempotency_key=self.key
             )
         except BaseException:
             await slot.release()
             await svc.limiter.refund(route_id, self.user, decision.cost)
             raise
         if created:
-            svc.operations.start(op.id, slot=slot)
+            svc.operations.start(op.id, slot=slot, created=op)
         else:
             await slot.release()  # a concurrent request with the same key created it
             await svc.limiter.refund(route_id, self.user, decision.cost)

@@ -101,6 +101,30 @@ async def test_a_plan_runs_in_order_and_each_step_is_recorded_and_reported(
     ]
 
 
+async def test_an_operation_created_leased_runs_without_being_taken(store: CheckpointStore):
+    """An operation created held by its creator's runner is fenced from the start: no
+    one else takes it before the lease expires; the runner runs it on that first lease,
+    and its release frees it."""
+    op, created = await store.create_operation(user_id="u1", kind="k", input={},
+                                               owner="test", ttl=10)
+    assert created
+    assert (op.lease_owner, op.lease_token) == ("test", 1)
+    with pytest.raises(LeaseUnavailable):
+        await store.take_operation(op.id, "other", ttl=10)
+    with pytest.raises(ValueError):  # not this runner's
+        async with Runner(store, owner="other").claim(op.id, taken=op):
+            pass
+    calls = Calls()
+    async with Runner(store, owner="test").claim(op.id, taken=op) as run:
+        await run.plan([calls.step("s1")])
+        outcome = await run.execute()
+    assert outcome.outputs["s1"]["key"] == "s1"
+    current = await store.get_operation(op.id)
+    assert (current.lease_token, current.lease_owner) == (1, None)
+    lease, _ = await store.take_operation(op.id, "other", ttl=10)
+    assert lease.token == 2
+
+
 async def test_groups_run_concurrently(store: CheckpointStore):
     """Steps of different groups overlap in time; a group's own steps stay in order."""
     op_id = await new_operation(store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import httpx
@@ -114,3 +115,23 @@ async def test_a_render_left_behind_by_a_killed_owner_is_removed_when_the_run_en
     assert ended.operation.status == "cancelled"
     with pytest.raises(NotFound):
         await svc.storage.get(left)
+
+
+async def test_an_operation_created_as_shutdown_begins_is_freed_not_held(app, client):
+    """An operation is created held by the instance that will run it; when a shutdown
+    begins between its creation and its run, the instance frees it at once instead of
+    holding it until its lease expires (another instance takes it over)."""
+    operations = app.state.services.operations
+    op, created = await operations.create(user_id="user-1", kind="thumbnail.generate",
+                                          input={"title": "Just in time"},
+                                          idempotency_key=None)
+    assert created and op.lease_owner == operations.runner.owner
+    operations.accepting = False
+    await operations.start(op.id, created=op)
+    for _ in range(100):
+        current = await operations.store.get_operation(op.id)
+        if current.lease_owner is None:
+            break
+        await asyncio.sleep(0.02)
+    assert current.lease_owner is None
+    assert current.status == "pending"
