@@ -111,7 +111,7 @@ async def test_an_operation_created_leased_runs_without_being_taken(store: Check
     assert (op.lease_owner, op.lease_token) == ("test", 1)
     with pytest.raises(LeaseUnavailable):
         await store.take_operation(op.id, "other", ttl=10)
-    with pytest.raises(ValueError):  # not this runner's
+    with pytest.raises(ValueError, match="not held by other"):
         async with Runner(store, owner="other").claim(op.id, taken=op):
             pass
     calls = Calls()

@@ -125,7 +125,8 @@ async def test_an_operation_created_as_shutdown_begins_is_freed_not_held(app, cl
     op, created = await operations.create(user_id="user-1", kind="thumbnail.generate",
                                           input={"title": "Just in time"},
                                           idempotency_key=None)
-    assert created and op.lease_owner == operations.runner.owner
+    assert created
+    assert op.lease_owner == operations.runner.owner
     operations.accepting = False
     await operations.start(op.id, created=op)
     for _ in range(100):
