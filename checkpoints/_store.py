@@ -42,6 +42,20 @@ from ._write import DialectWrites, FencedWrite, Written
 
 Clock = Callable[[], float]
 
+# The hot reads, built once: a statement built per call costs more to build and to find
+# in the compiled cache than to execute.
+_OPERATION = sa.select(operations).where(operations.c.id == sa.bindparam("operation_id"))
+_BY_KEY = sa.select(operations).where(
+    operations.c.user_id == sa.bindparam("user_id"),
+    operations.c.idempotency_key == sa.bindparam("idempotency_key"),
+)
+_STEPS = (
+    sa.select(operation_steps)
+    .where(operation_steps.c.operation_id == sa.bindparam("operation_id"))
+    .order_by(operation_steps.c.position, operation_steps.c.key)
+)
+_INSERT = operations.insert().returning(*operations.c)
+
 
 class CheckpointStore:
     """Durable operations, step checkpoints and event logs on PostgreSQL or SQLite."""
@@ -65,6 +79,11 @@ class CheckpointStore:
             PgWrites(self._single)
             if engine.dialect.name == "postgresql"
             else SqliteWrites(self._single)
+        )
+        self._insert_new_key = (
+            self._writes.insert(operations)
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+            .returning(*operations.c)
         )
         self._leases = Leases(self._single)
         self._feed = EventFeed(self._single, listen=listen, poll_interval=poll_interval)
@@ -129,19 +148,11 @@ class CheckpointStore:
             row.update(lease_token=1, lease_owner=owner, lease_expires_at=self._clock() + ttl)
         if idempotency_key is None:
             async with self._single.connect() as conn:
-                new = (
-                    await conn.execute(operations.insert().values(row).returning(*operations.c))
-                ).one()
+                new = (await conn.execute(_INSERT, row)).one()
                 await conn.commit()
             return operation_of(new), True
-        stmt = (
-            self._writes.insert(operations)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
-            .returning(*operations.c)
-        )
         async with self._single.connect() as conn:
-            inserted = (await conn.execute(stmt)).first()
+            inserted = (await conn.execute(self._insert_new_key, row)).first()
             await conn.commit()
         if inserted is not None:
             return operation_of(inserted), True
@@ -163,19 +174,16 @@ class CheckpointStore:
         return op
 
     async def _read_operation(self, operation_id: str) -> Operation:
-        stmt = sa.select(operations).where(operations.c.id == operation_id)
         async with self._single.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(_OPERATION, {"operation_id": operation_id})).first()
         if row is None:
             raise OperationNotFound(operation_id)
         return operation_of(row)
 
     async def find_operation(self, user_id: str, idempotency_key: str) -> Operation | None:
-        stmt = sa.select(operations).where(
-            operations.c.user_id == user_id, operations.c.idempotency_key == idempotency_key
-        )
+        params = {"user_id": user_id, "idempotency_key": idempotency_key}
         async with self._single.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(_BY_KEY, params)).first()
         return None if row is None else operation_of(row)
 
     async def orphaned(self, *, idle_for: float, limit: int = 50) -> list[str]:
@@ -278,13 +286,8 @@ class CheckpointStore:
         return await self.get_steps(lease.operation_id)
 
     async def get_steps(self, operation_id: str) -> list[StepRecord]:
-        stmt = (
-            sa.select(operation_steps)
-            .where(operation_steps.c.operation_id == operation_id)
-            .order_by(operation_steps.c.position, operation_steps.c.key)
-        )
         async with self._single.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(_STEPS, {"operation_id": operation_id})).all()
         return [step_of(row) for row in rows]
 
     async def record_step(

@@ -21,8 +21,16 @@ def upsert(
 ) -> sa.Insert:
     """Insert `values` into `table`; on a conflict of `key`, set the `update` columns to
     the new values (or, with none, leave the existing row as it is)."""
+    return upsert_statement(dialect, table, key=key, update=update).values(**values)
+
+
+def upsert_statement(
+    dialect: Dialect, table: sa.Table, *, key: Sequence[str], update: Sequence[str] = ()
+) -> sa.Insert:
+    """`upsert` without its values, to build once and execute with each row's values as
+    parameters."""
     insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).values(**values)
+    statement = insert(table)
     if not update:
         return statement.on_conflict_do_nothing(index_elements=list(key))
     return statement.on_conflict_do_update(

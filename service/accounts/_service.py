@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from checkpoints import autocommit
 
 from .._errors import InsufficientCredits, NotFound
-from .._rows import upsert
+from .._rows import upsert, upsert_statement
 from ._ledger import Entries
 from ._protocol import Charge, NewThumbnail, Thumbnail
 from ._tables import accounts, credit_ledger, thumbnails
@@ -45,13 +45,13 @@ class Accounts:
 
     async def get(self, user_id: str) -> Account:
         """The account, created with the free tier's credits on first use."""
-        select = sa.select(accounts).where(accounts.c.user_id == user_id)
+        params = {"user_id": user_id}
         async with self._single.connect() as conn:
-            row = (await conn.execute(select)).first()
+            row = (await conn.execute(_ACCOUNT, params)).first()
         if row is None:
             async with self._engine.begin() as conn:
                 await self._ensure(conn, user_id)
-                row = (await conn.execute(select)).one()
+                row = (await conn.execute(_ACCOUNT, params)).one()
         return Account(row.user_id, TIERS[row.tier], int(row.credits_remaining))
 
     async def prices(self) -> Prices:
@@ -102,19 +102,13 @@ class Accounts:
             if increase > balance:
                 raise InsufficientCredits(f"this needs {increase} credits; {balance} remain")
             now = self._now()
-            await conn.execute(
-                credit_ledger.insert().values(
-                    user_id=user_id, operation_id=operation_id,
-                    entry=entries.key_for(operation_id, increase), delta=-increase,
-                    created_at=now,
-                )
-            )
-            await conn.execute(
-                accounts.update()
-                .where(accounts.c.user_id == user_id)
-                .values(credits_remaining=accounts.c.credits_remaining - increase,
-                        updated_at=now)
-            )
+            await conn.execute(_LEDGER_ENTRY, {
+                "user_id": user_id, "operation_id": operation_id,
+                "entry": entries.key_for(operation_id, increase), "delta": -increase,
+                "created_at": now,
+            })
+            await conn.execute(_CHARGE, {"account": user_id, "increase": increase,
+                                         "now": now})
             return balance - increase
 
 
@@ -125,15 +119,8 @@ async def _balance_and_entries(
     when the account does not exist yet); with `lock`, the account's row is locked for
     the rest of the transaction, which serialises the charges of one user (SQLite's
     BEGIN IMMEDIATE already does)."""
-    stmt = (
-        sa.select(accounts.c.credits_remaining, credit_ledger.c.entry, credit_ledger.c.delta)
-        .select_from(accounts.outerjoin(
-            credit_ledger, credit_ledger.c.operation_id == operation_id))
-        .where(accounts.c.user_id == user_id)
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=accounts)
-    rows = (await conn.execute(stmt)).all()
+    rows = (await conn.execute(_BALANCE_LOCKED if lock else _BALANCE,
+                               {"user_id": user_id, "operation_id": operation_id})).all()
     if not rows:
         return None
     ledger = [row for row in rows if row.entry is not None]
@@ -142,11 +129,31 @@ async def _balance_and_entries(
     return int(rows[0].credits_remaining), entries
 
 
+# The statements of every request and every charge, built once (building one per call
+# costs more than running it on SQLite).
+_ACCOUNT = sa.select(accounts).where(accounts.c.user_id == sa.bindparam("user_id"))
+_BALANCE = (
+    sa.select(accounts.c.credits_remaining, credit_ledger.c.entry, credit_ledger.c.delta)
+    .select_from(accounts.outerjoin(
+        credit_ledger, credit_ledger.c.operation_id == sa.bindparam("operation_id")))
+    .where(accounts.c.user_id == sa.bindparam("user_id"))
+)
+_BALANCE_LOCKED = _BALANCE.with_for_update(of=accounts)
+_LEDGER_ENTRY = credit_ledger.insert()
+_CHARGE = (
+    accounts.update()
+    .where(accounts.c.user_id == sa.bindparam("account"))
+    .values(credits_remaining=accounts.c.credits_remaining - sa.bindparam("increase"),
+            updated_at=sa.bindparam("now"))
+)
+
+
 class ServiceThumbnails:
     """Thumbnails in the service's own table."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._single = autocommit(engine)  # each of its statements stands alone
+        self._insert = upsert_statement(engine.dialect, thumbnails, key=["id"])
 
     async def load(self, user_id: str, thumbnail_id: str) -> Thumbnail:
         async with self._single.connect() as conn:
@@ -172,5 +179,5 @@ class ServiceThumbnails:
             "created_at": datetime.now(UTC),
         }
         async with self._single.connect() as conn:
-            await conn.execute(upsert(conn.dialect, thumbnails, row, key=["id"]))
+            await conn.execute(self._insert, row)
             await conn.commit()
