@@ -1,10 +1,11 @@
 """The service's own books: accounts with a tier and a balance, the credit ledger, and
 thumbnails, in the service's tables (PostgreSQL or SQLite).
 
-Each operation's charge is set to a target in one transaction that locks the account
-row, writes the difference to the ledger and moves the balance, so an increase the
-balance cannot cover is refused (402) and the balance never goes below zero, also under
-concurrency.
+Each operation's charge is set to a target: one read of the balance and the operation's
+ledger, then, when the charge must move, one statement that writes the difference to the
+ledger and moves the balance (`_charge.py`). An increase the balance cannot cover is
+refused (402); the balance never goes below zero and no entry is written twice, also
+under concurrency, because the database refuses both and the loser reads again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from checkpoints import autocommit
 
 from .._errors import InsufficientCredits, NotFound
 from .._rows import upsert, upsert_statement
+from ._charge import ChargeStatement
 from ._ledger import Entries
 from ._protocol import Charge, NewThumbnail, Thumbnail
 from ._tables import accounts, credit_ledger, thumbnails
@@ -31,6 +33,7 @@ class Accounts:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._single = autocommit(engine)  # reads and one-statement writes: no BEGIN
+        self._charge = ChargeStatement(engine.dialect)
         self._prices = Prices()
 
     @staticmethod
@@ -83,44 +86,49 @@ class Accounts:
         Setting a target (rather than adding) makes every retry of the same step a no-op.
         Raises 402 when the balance cannot cover an increase; then nothing is written.
         """
-        # Only the operation's owner moves its charge, so a charge found already at its
-        # target (a settlement that delivered all it reserved) needs no transaction.
-        async with self._single.connect() as conn:
-            found = await _balance_and_entries(conn, user_id, operation_id, lock=False)
-        if found is not None and found[1].charged == target:
-            return found[0]
-        async with self._engine.begin() as conn:
-            found = await _balance_and_entries(conn, user_id, operation_id, lock=True)
-            if found is None:  # first use
-                await self._ensure(conn, user_id)
-                found = await _balance_and_entries(conn, user_id, operation_id, lock=True)
-                assert found is not None
-            balance, entries = found
-            increase = target - entries.charged
-            if increase == 0:
-                return balance
-            if increase > balance:
-                raise InsufficientCredits(f"this needs {increase} credits; {balance} remain")
-            now = self._now()
-            await conn.execute(_LEDGER_ENTRY, {
-                "user_id": user_id, "operation_id": operation_id,
-                "entry": entries.key_for(operation_id, increase), "delta": -increase,
-                "created_at": now,
-            })
-            await conn.execute(_CHARGE, {"account": user_id, "increase": increase,
-                                         "now": now})
-            return balance - increase
+        for attempt in range(1, _CHARGE_ATTEMPTS + 1):
+            async with self._single.connect() as conn:
+                found = await _balance_and_entries(conn, user_id, operation_id)
+                if found is None:  # first use
+                    await self._ensure(conn, user_id)
+                    await conn.commit()
+                    continue
+                balance, entries = found
+                increase = target - entries.charged
+                if increase == 0:
+                    return balance
+                if increase > balance:
+                    raise InsufficientCredits(
+                        f"this needs {increase} credits; {balance} remain")
+                try:
+                    after = await self._charge.apply(
+                        conn, user_id=user_id, operation_id=operation_id,
+                        entry=entries.key_for(operation_id, increase), increase=increase,
+                        now=self._now(),
+                    )
+                    await conn.commit()
+                except sa.exc.IntegrityError:
+                    # A concurrent charge won the balance, or the same entry was written
+                    # by an earlier owner of the operation: read again and decide again.
+                    if attempt == _CHARGE_ATTEMPTS:
+                        raise
+                    continue
+                if after is not None:
+                    return after
+        raise RuntimeError(f"the charge of operation {operation_id} did not settle")
+
+
+#: Reads and writes of one charge before giving up on a race that keeps being lost.
+_CHARGE_ATTEMPTS = 5
 
 
 async def _balance_and_entries(
-    conn: AsyncConnection, user_id: str, operation_id: str, *, lock: bool
+    conn: AsyncConnection, user_id: str, operation_id: str
 ) -> tuple[int, Entries] | None:
     """The account's balance and the operation's ledger entries in one statement (None
-    when the account does not exist yet); with `lock`, the account's row is locked for
-    the rest of the transaction, which serialises the charges of one user (SQLite's
-    BEGIN IMMEDIATE already does)."""
-    rows = (await conn.execute(_BALANCE_LOCKED if lock else _BALANCE,
-                               {"user_id": user_id, "operation_id": operation_id})).all()
+    when the account does not exist yet)."""
+    rows = (await conn.execute(_BALANCE, {"user_id": user_id,
+                                          "operation_id": operation_id})).all()
     if not rows:
         return None
     ledger = [row for row in rows if row.entry is not None]
@@ -137,14 +145,6 @@ _BALANCE = (
     .select_from(accounts.outerjoin(
         credit_ledger, credit_ledger.c.operation_id == sa.bindparam("operation_id")))
     .where(accounts.c.user_id == sa.bindparam("user_id"))
-)
-_BALANCE_LOCKED = _BALANCE.with_for_update(of=accounts)
-_LEDGER_ENTRY = credit_ledger.insert()
-_CHARGE = (
-    accounts.update()
-    .where(accounts.c.user_id == sa.bindparam("account"))
-    .values(credits_remaining=accounts.c.credits_remaining - sa.bindparam("increase"),
-            updated_at=sa.bindparam("now"))
 )
 
 
