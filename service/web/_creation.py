@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import ratelimit
-from checkpoints import input_hash
+from checkpoints import Operation, input_hash
 
 from .._errors import (
     IdempotencyConflict,
@@ -61,9 +61,27 @@ class Creation:
     ) -> Response | None:
         """The answer for a repeated Idempotency-Key (no rate-limit units, no new run),
         or None for a new request. Another body under the same key → 422."""
+        return await self._replayed(kind, inputs, await self._existing(), stream)
+
+    async def replay_or_account(
+        self, kind: str, inputs: Mapping[str, Any]
+    ) -> tuple[Response | None, Account]:
+        """`replay`, and the caller's account, read beside the Idempotency-Key's lookup:
+        a new request needs both."""
+        existing, account = await asyncio.gather(self._existing(),
+                                                 self.svc.accounts.get(self.user))
+        return await self._replayed(kind, inputs, existing, None), account
+
+    async def _existing(self) -> Operation | None:
+        """The caller's operation of this request's Idempotency-Key, if any."""
         if self.key is None:
             return None
-        existing = await self.svc.store.find_operation(self.user, self.key)
+        return await self.svc.store.find_operation(self.user, self.key)
+
+    async def _replayed(
+        self, kind: str, inputs: Mapping[str, Any], existing: Operation | None,
+        stream: ratelimit.Slot | None,
+    ) -> Response | None:
         if existing is None:
             return None
         if existing.input_hash != input_hash({"kind": kind, "input": dict(inputs)}):
@@ -187,10 +205,10 @@ def _require_credits(account: Account, cost: int, what: str) -> None:
 async def create_thumbnails(request: Request) -> Response:
     creation, body = await _begin(request, GenerateBody)
     inputs = body.inputs()
-    if (replayed := await creation.replay("thumbnail.generate", inputs)):
+    replayed, account = await creation.replay_or_account("thumbnail.generate", inputs)
+    if replayed is not None:
         return replayed
     svc = creation.svc
-    account = await svc.accounts.get(creation.user)
     check_generation_allowed(account.tier, resolution=body.resolution,
                              aspect_ratio=body.aspect_ratio, variations=body.variations)
     if svc.settings.is_viewbait and body.project_id is not None:
@@ -214,7 +232,8 @@ async def create_edit(request: Request) -> Response:
         raise ValidationFailed("thumbnail_id differs from the thumbnail of the path")
     inputs = {"source_thumbnail_id": source_id,
               **body.model_dump(exclude_none=True, exclude={"thumbnail_id"})}
-    if (replayed := await creation.replay("thumbnail.edit", inputs)):
+    replayed, account = await creation.replay_or_account("thumbnail.edit", inputs)
+    if replayed is not None:
         return replayed
     svc = creation.svc
     await svc.thumbnails.load(creation.user, source_id)  # 404 unless the caller's
@@ -222,7 +241,7 @@ async def create_edit(request: Request) -> Response:
     await check_public_urls(body.reference_images or (),
                             allow_private=svc.settings.allow_private_urls)
     prices = await svc.accounts.prices()
-    _require_credits(await svc.accounts.get(creation.user), prices.edit_credits, "an edit")
+    _require_credits(account, prices.edit_credits, "an edit")
     return await creation.start("thumbnail.edit", inputs, cost=EDIT_CREDITS)
 
 
@@ -292,10 +311,10 @@ def decode_image(encoded: str, mime_type: str) -> bytes:
 async def create_video_analysis(request: Request) -> Response:
     creation, body = await _begin(request, VideoAnalysisBody)
     inputs = {"video_id": video_id_of(body.video)}
-    if (replayed := await creation.replay("video.analyze", inputs)):
+    replayed, account = await creation.replay_or_account("video.analyze", inputs)
+    if replayed is not None:
         return replayed
     svc = creation.svc
-    account = await svc.accounts.get(creation.user)
     if not account.tier.video_analysis:
         raise TierLimit(f"video analysis needs the pro tier; yours is {account.tier.name}")
     if "video.analyze" not in svc.operations.kinds:
