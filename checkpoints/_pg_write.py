@@ -32,6 +32,7 @@ class PgWrites:
             with_step=write.step is not None,
             with_event=write.event is not None,
             with_then=write.then is not None,
+            with_then_step=write.then is not None and write.then[0] is not None,
         )
         async with self._autocommit.connect() as conn:
             row = (await conn.execute(stmt, _parameters(write))).first()
@@ -76,7 +77,8 @@ def _parameters(write: FencedWrite) -> dict[str, Any]:
         params.update(e_type=write.event[0], e_data=canonical_json(dict(write.event[1])))
     if write.then is not None:
         step, (type, data) = write.then
-        params.update(_step_parameters("t", step))
+        if step is not None:
+            params.update(_step_parameters("t", step))
         params.update(t_e_type=type, t_e_data=canonical_json(dict(data)),
                       then_unless_cancelled=write.then_unless_cancelled)
     return params
@@ -113,14 +115,14 @@ def _upsert_step(prefix: str, condition: str = "") -> str:
 @cache
 def _statement(
     *, fenced: bool, op_columns: tuple[str, ...], with_step: bool, with_event: bool,
-    with_then: bool,
+    with_then: bool, with_then_step: bool,
 ) -> sa.TextClause:
     """One statement for a whole fenced write: the operation row is the fence (and hands
     out the events' sequence numbers under its row lock); step and event rows are
-    inserted only when the fence let the update through. The `then` step and event
-    (a next step's start) follow the first ones, unless `then_unless_cancelled` and a
-    cancel was requested: the row lock keeps `cancel_requested` the same for the whole
-    statement."""
+    inserted only when the fence let the update through. The `then` step (if any) and
+    event (a next step's start; the terminal event) follow the first ones, unless
+    `then_unless_cancelled` and a cancel was requested: the row lock keeps
+    `cancel_requested` the same for the whole statement."""
     casts = {"result": "CAST(:op_result AS jsonb)", "error": "CAST(:op_error AS jsonb)"}
     sets = ["updated_at = :now"]
     sets += [f"{name} = {casts.get(name, ':op_' + name)}" for name in op_columns]
@@ -140,7 +142,7 @@ def _statement(
     ]
     if with_step:
         parts.append(f"st AS ({_upsert_step('s')})")
-    if with_then:
+    if with_then_step:
         parts.append(f"st2 AS ({_upsert_step('t', 'WHERE op.then_ok')})")
     if with_event:
         # The first event's number is the last one handed out unless `then` took it.

@@ -37,6 +37,16 @@ class _Unrecorded:
     event: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _Opening:
+    """A status change (and its event) not written yet: it goes with the run's next
+    write, the first step's start when that comes next (see `Run.open`)."""
+
+    status: OperationStatus
+    event: tuple[str, Mapping[str, Any]] | None
+    at: datetime | None
+
+
 class Run:
     """One owner's turn at an operation: plan, execute, finish."""
 
@@ -54,6 +64,9 @@ class Run:
         self._cancelled = operation.cancel_requested
         self._suspended = False
         self._failures: dict[str, Mapping[str, Any]] = {}
+        self._opening: _Opening | None = None
+        #: The last completion of `execute`, written with `finish` (or by `flush`).
+        self._last: _Unrecorded | None = None
 
     # -- control ------------------------------------------------------------------------
 
@@ -112,6 +125,7 @@ class Run:
 
     async def emit(self, type: str, data: Mapping[str, Any]) -> int:
         """Append an event under the lease; returns its sequence number."""
+        await self._write_opening()
         written = await self.store.append_event(
             self.lease, type, {"operation_id": self.operation.id, **data}
         )
@@ -128,9 +142,41 @@ class Run:
     ) -> None:
         """Set a non-terminal status, optionally with an event in the same write (see
         `CheckpointStore.set_status`)."""
-        if event is not None:
-            event = (event[0], {"operation_id": self.operation.id, **event[1]})
-        self._seen(await self.store.set_status(self.lease, status, event=event, at=at))
+        await self._write_opening()
+        self._seen(await self.store.set_status(self.lease, status, event=self._ours(event),
+                                               at=at))
+
+    def open(
+        self,
+        status: OperationStatus,
+        *,
+        event: tuple[str, Mapping[str, Any]] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """`set_status`, written with the run's next write: with the first step's start
+        when that comes next (one write instead of two), else on its own before it."""
+        self._opening = _Opening(status, self._ours(event), at)
+
+    def _ours(
+        self, event: tuple[str, Mapping[str, Any]] | None
+    ) -> tuple[str, Mapping[str, Any]] | None:
+        """The event with this operation's id in its data."""
+        return None if event is None else (event[0], {"operation_id": self.operation.id,
+                                                      **event[1]})
+
+    async def _write_opening(self) -> None:
+        """Write a status change `open` left pending, on its own."""
+        if (opening := self._opening) is not None:
+            self._opening = None
+            self._seen(await self.store.set_status(self.lease, opening.status,
+                                                   event=opening.event, at=opening.at))
+
+    async def flush(self) -> None:
+        """Write what the run holds back for its next write (a status change, the last
+        completion): before it stops without `finish`."""
+        await self._write_opening()
+        last, self._last = self._last, None
+        await self._flush(last)
 
     async def _record(
         self,
@@ -141,10 +187,16 @@ class Run:
         unless_cancelled: bool = False,
         patient: bool = True,
     ) -> bool:
-        """Write a step's state and event, after `after` in the same write when given;
+        """Write a step's state and event, after `after` in the same write when given
+        (or after the status change `open` left pending, when this is a step's start);
         with `unless_cancelled`, only when nobody asked to cancel; through a database
         outage unless not `patient`. Whether it was written."""
         step_event = ("step", {"operation_id": self.operation.id, **event})
+        if self._opening is not None:
+            if after is None and record.status == "running":
+                return await self._record_opening(record, step_event,
+                                                  unless_cancelled=unless_cancelled)
+            await self._write_opening()
         if after is None:
             written = await self._persist(
                 lambda: self.store.record_step(self.lease, record, event=step_event),
@@ -179,6 +231,41 @@ class Run:
                 self._seen(written)
                 if not written.then_written:
                     return False
+        self.records[record.key] = record
+        return True
+
+    async def _record_opening(
+        self, record: StepRecord, step_event: tuple[str, Mapping[str, Any]], *,
+        unless_cancelled: bool,
+    ) -> bool:
+        """The pending status change and a step's start in one write (`_record`)."""
+        opening = self._opening
+        assert opening is not None
+        then_landed: list[bool] = []
+
+        async def landed() -> bool:
+            op = await self.store.get_operation(self.operation.id)
+            if op.status != opening.status:
+                return False
+            then_landed.append(await self._landed(record))
+            return True
+
+        written = await self._persist(
+            lambda: self.store.set_status(
+                self.lease, opening.status, event=opening.event, at=opening.at,
+                then=(record, step_event), then_unless_cancelled=unless_cancelled,
+            ),
+            landed=landed,
+        )
+        self._opening = None
+        if isinstance(written, Landed):
+            if not then_landed[-1]:  # the write left the start out: a cancel was asked
+                self._cancelled = True
+                return False
+        else:
+            self._seen(written)
+            if not written.then_written:
+                return False
         self.records[record.key] = record
         return True
 
@@ -244,11 +331,16 @@ class Run:
                 _, unrecorded = await self._run_sequence(block[0], unrecorded)
             else:
                 await self._flush(unrecorded)
+                await self._write_opening()  # not for the groups to race for
                 unrecorded = None
                 async with asyncio.TaskGroup() as tasks:
                     for steps in block:
                         tasks.create_task(self._run_group(steps))
-        await self._flush(unrecorded)
+        await self._write_opening()
+        if self._suspended:
+            await self._flush(unrecorded)
+        else:  # written with `finish` (or by `flush`)
+            self._last = unrecorded
         return self._outcome()
 
     async def _run_group(self, steps: Sequence[Step]) -> None:
@@ -306,7 +398,7 @@ class Run:
             finished_at=None, error=None, output=None,
         )
         start_event = {"step": step.key, "status": "started", "attempt": attempt}
-        if unrecorded is None:
+        if unrecorded is None and self._opening is None:
             await self._record(started, start_event)
         elif not await self._record(
             started, start_event, after=unrecorded, unless_cancelled=cancellable
@@ -405,11 +497,16 @@ class Run:
         Unless the operation stays resumable (`failed` with a retryable error), steps that
         never completed are marked `skipped` first.
         """
-        if not (status == "failed" and is_retryable(error)):
-            await self._skip([s for s in self._plan if self.records[s.key].status == "pending"])
-        data = None
-        if event is not None:
-            data = (event[0], {"operation_id": self.operation.id, **event[1]})
+        pending = [s for s in self._plan if self.records[s.key].status == "pending"]
+        if pending and not (status == "failed" and is_retryable(error)):
+            await self._flush(self._last)  # the skips come after the last completion
+            self._last = None
+            await self._skip(pending)
+        await self._write_opening()
+        last, self._last = self._last, None
+        after = None
+        if last is not None:
+            after = (last.record, ("step", {"operation_id": self.operation.id, **last.event}))
 
         async def landed() -> bool:
             op = await self.store.get_operation(self.operation.id)
@@ -418,7 +515,8 @@ class Run:
         at = self.store.now()
         written = await self._persist(
             lambda: self.store.finish_operation(
-                self.lease, status, result=result, error=error, event=data, at=at
+                self.lease, status, result=result, error=error, event=self._ours(event),
+                at=at, after=after,
             ),
             landed=landed,
         )

@@ -92,4 +92,6 @@ class Runner:
             # A finished operation's last write released the lease already.
             if not (run.lost or run.finished):
                 with contextlib.suppress(Exception):
+                    await run.flush()  # what it held back for `finish`
+                with contextlib.suppress(Exception):
                     await durable(self.store.release_lease(run.lease))

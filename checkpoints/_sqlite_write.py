@@ -106,7 +106,7 @@ _WRITE: Final = sa.text(
     ":event, :then_step, :then_event, :then_unless_cancelled) "
     "RETURNING (SELECT event_seq FROM operations WHERE id = :operation_id) AS seq, "
     "(SELECT cancel_requested FROM operations WHERE id = :operation_id) AS cancel_requested, "
-    "then_step IS NOT NULL AND (NOT then_unless_cancelled OR NOT (SELECT cancel_requested "
+    "then_event IS NOT NULL AND (NOT then_unless_cancelled OR NOT (SELECT cancel_requested "
     "FROM operations WHERE id = :operation_id)) AS then_written"
 )
 

@@ -346,14 +346,18 @@ class CheckpointStore:
         *,
         event: tuple[str, Mapping[str, Any]] | None = None,
         at: datetime | None = None,
+        then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
+        then_unless_cancelled: bool = False,
     ) -> Written:
         """Set a non-terminal status (e.g. `running`) under the lease, optionally with an
         event in the same write; a finished operation set back to `running` (a resume)
         loses its result and error. `at`: the operation's new `updated_at` (default now),
-        e.g. the time a snapshot in `event` shows."""
+        e.g. the time a snapshot in `event` shows. `then`: a step's state and event
+        written after them (the first step's start), as in `record_step`."""
         if status in TERMINAL_STATUSES:
             raise ValueError("use finish_operation for a terminal status")
-        return await self._write(lease, status=status, reopen=True, event=event, now=at)
+        return await self._write(lease, status=status, reopen=True, event=event, now=at,
+                                 then=then, then_unless_cancelled=then_unless_cancelled)
 
     async def finish_operation(
         self,
@@ -364,12 +368,20 @@ class CheckpointStore:
         error: Mapping[str, Any] | None = None,
         event: tuple[str, Mapping[str, Any]] | None = None,
         at: datetime | None = None,
+        after: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
     ) -> Written:
         """Store the terminal status, result or error and (optionally) the terminal event
         in one atomic write under the lease, which it also releases. `at`: the
-        operation's `finished_at` and `updated_at` (default now)."""
+        operation's `finished_at` and `updated_at` (default now). `after`: a step's state
+        and event written before them (the last step's completion)."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"{status!r} is not a terminal status")
+        if after is not None:
+            step, step_event = after
+            return await self._write(
+                lease, status=status, result=result, error=error, finished=True, now=at,
+                step=step, event=step_event, then=None if event is None else (None, event),
+            )
         return await self._write(
             lease, status=status, result=result, error=error, finished=True, event=event,
             now=at,
@@ -419,7 +431,7 @@ class CheckpointStore:
         reopen: bool = False,
         step: StepRecord | None = None,
         event: tuple[str, Mapping[str, Any]] | None = None,
-        then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None,
+        then: tuple[StepRecord | None, tuple[str, Mapping[str, Any]]] | None = None,
         then_unless_cancelled: bool = False,
         now: datetime | None = None,
     ) -> Written:

@@ -39,10 +39,11 @@ class FencedWrite:
     step: StepRecord | None
     event: tuple[str, Mapping[str, Any]] | None
     now: datetime
-    #: A second step row and event written after the first ones (the next step's start,
-    #: after a step's completion); left out when `then_unless_cancelled` and someone
-    #: asked to cancel the operation.
-    then: tuple[StepRecord, tuple[str, Mapping[str, Any]]] | None = None
+    #: A second step row (optional) and event written after the first ones (the next
+    #: step's start, after a step's completion; the terminal event, after the last
+    #: step's completion); left out when `then_unless_cancelled` and someone asked to
+    #: cancel the operation.
+    then: tuple[StepRecord | None, tuple[str, Mapping[str, Any]]] | None = None
     then_unless_cancelled: bool = False
 
     def refused(self) -> CheckpointError:

@@ -252,13 +252,13 @@ class Operations:
             await run.reset(list(kind.rerun_on_resume))
         if op.status != "running":
             # The status and the first event, with the snapshot of the operation as that
-            # write leaves it, go in one write.
+            # write leaves it, go in one write: the first step's start.
             now = self.store.now()
             op = dataclasses.replace(op, status="running", result=None, error=None,
                                      finished_at=None, updated_at=now)
             run.operation = op
             first = {"operation": await self.present(op, list(run.records.values()))}
-            await run.set_status("running", event=("operation", first), at=now)
+            run.open("running", event=("operation", first), at=now)
             _done(started_future)
         else:
             _done(started_future)

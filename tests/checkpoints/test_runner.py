@@ -268,7 +268,8 @@ async def test_a_cancel_learned_from_a_completion_skips_the_next_step_unstarted(
 
 async def test_a_step_costs_one_statement(db_url: str, clock: FakeClock):
     """Each step's completion and the next one's start are one statement, with no
-    BEGIN/COMMIT around it: n steps cost n + 1 statements (the last completion alone)."""
+    BEGIN/COMMIT around it; the status change goes with the first start, and the last
+    completion with the terminal write: a run of n steps costs n + 1 statements."""
     store = CheckpointStore.from_url(db_url, clock=clock)
     statements: list[str] = []
 
@@ -282,12 +283,20 @@ async def test_a_step_costs_one_statement(db_url: str, clock: FakeClock):
             await run.plan([calls.step(f"s{i}") for i in range(5)])
             sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
             try:
+                run.open("running", event=("operation", {"first": True}))
                 await run.execute()
+                await run.finish("succeeded", event=("result", {}))
             finally:
                 sa.event.remove(store.engine.sync_engine, "before_cursor_execute", count)
         assert len(statements) == 6
         assert not any(s.lstrip().upper().startswith(("BEGIN", "COMMIT")) for s in statements)
-        assert [e.seq for e in await store.read_events(op_id)] == list(range(1, 11))
+        events = await store.read_events(op_id)
+        assert [e.seq for e in events] == list(range(1, 13))
+        assert (events[0].type, events[1].data["step"]) == ("operation", "s0")
+        assert [(e.data.get("step"), e.data.get("status")) for e in events[-2:]] == [
+            ("s4", "completed"), (None, None)
+        ]
+        assert events[-1].type == "result"
         assert all(s.status == "completed" for s in await store.get_steps(op_id))
     finally:
         await store.close()
