@@ -191,83 +191,71 @@ class Run:
         (or after the status change `open` left pending, when this is a step's start);
         with `unless_cancelled`, only when nobody asked to cancel; through a database
         outage unless not `patient`. Whether it was written."""
-        step_event = ("step", {"operation_id": self.operation.id, **event})
-        if self._opening is not None:
-            if after is None and record.status == "running":
-                return await self._record_opening(record, step_event,
-                                                  unless_cancelled=unless_cancelled)
+        step_event = self._step_event(event)
+        opening = self._opening
+        if opening is not None and (after is not None or record.status != "running"):
             await self._write_opening()
-        if after is None:
-            written = await self._persist(
+            opening = None
+        if opening is not None:
+            self._opening = None
+
+            async def opened() -> bool:
+                return (await self.store.get_operation(self.operation.id)).status == (
+                    opening.status)
+
+            written = await self._then(
+                lambda: self.store.set_status(
+                    self.lease, opening.status, event=opening.event, at=opening.at,
+                    then=(record, step_event), then_unless_cancelled=unless_cancelled,
+                ),
+                first_landed=opened, record=record, patient=patient,
+            )
+        elif after is not None:
+            written = await self._then(
+                lambda: self.store.record_step(
+                    self.lease, after.record, event=self._step_event(after.event),
+                    then=(record, step_event), then_unless_cancelled=unless_cancelled,
+                ),
+                first_landed=lambda: self._landed(after.record), record=record,
+                patient=patient,
+            )
+        else:
+            answer = await self._persist(
                 lambda: self.store.record_step(self.lease, record, event=step_event),
                 landed=lambda: self._landed(record), patient=patient,
             )
-            if not isinstance(written, Landed):
-                self._seen(written)
-        else:
-            then_landed: list[bool] = []
+            if not isinstance(answer, Landed):
+                self._seen(answer)
+            written = True
+        if written:
+            self.records[record.key] = record
+        return written
 
-            async def landed() -> bool:
-                if not await self._landed(after.record):
-                    return False
-                then_landed.append(await self._landed(record))
-                return True
-
-            written = await self._persist(
-                lambda: self.store.record_step(
-                    self.lease,
-                    after.record,
-                    event=("step", {"operation_id": self.operation.id, **after.event}),
-                    then=(record, step_event),
-                    then_unless_cancelled=unless_cancelled,
-                ),
-                landed=landed, patient=patient,
-            )
-            if isinstance(written, Landed):
-                if not then_landed[-1]:  # the write left `then` out: a cancel was asked
-                    self._cancelled = True
-                    return False
-            else:
-                self._seen(written)
-                if not written.then_written:
-                    return False
-        self.records[record.key] = record
-        return True
-
-    async def _record_opening(
-        self, record: StepRecord, step_event: tuple[str, Mapping[str, Any]], *,
-        unless_cancelled: bool,
+    async def _then(
+        self, write: Callable[[], Awaitable[Written]], *,
+        first_landed: Callable[[], Awaitable[bool]], record: StepRecord, patient: bool,
     ) -> bool:
-        """The pending status change and a step's start in one write (`_record`)."""
-        opening = self._opening
-        assert opening is not None
+        """A write whose `then` part is `record` (see `_record`): whether that part was
+        written (it is left out when a cancel was asked and the write said so)."""
         then_landed: list[bool] = []
 
         async def landed() -> bool:
-            op = await self.store.get_operation(self.operation.id)
-            if op.status != opening.status:
+            if not await first_landed():
                 return False
             then_landed.append(await self._landed(record))
             return True
 
-        written = await self._persist(
-            lambda: self.store.set_status(
-                self.lease, opening.status, event=opening.event, at=opening.at,
-                then=(record, step_event), then_unless_cancelled=unless_cancelled,
-            ),
-            landed=landed,
-        )
-        self._opening = None
+        written = await self._persist(write, landed=landed, patient=patient)
         if isinstance(written, Landed):
-            if not then_landed[-1]:  # the write left the start out: a cancel was asked
+            if not then_landed[-1]:  # the write left `then` out: a cancel was asked
                 self._cancelled = True
                 return False
-        else:
-            self._seen(written)
-            if not written.then_written:
-                return False
-        self.records[record.key] = record
-        return True
+            return True
+        self._seen(written)
+        return written.then_written
+
+    def _step_event(self, event: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        return ("step", {"operation_id": self.operation.id, **event})
 
     async def _landed(self, record: StepRecord) -> bool:
         """Whether the step's row is `record` (its status, at its attempt)."""
@@ -504,9 +492,7 @@ class Run:
             await self._skip(pending)
         await self._write_opening()
         last, self._last = self._last, None
-        after = None
-        if last is not None:
-            after = (last.record, ("step", {"operation_id": self.operation.id, **last.event}))
+        after = None if last is None else (last.record, self._step_event(last.event))
 
         async def landed() -> bool:
             op = await self.store.get_operation(self.operation.id)
