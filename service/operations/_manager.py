@@ -48,6 +48,7 @@ CRASHED: Final = ErrorInfo("INTERNAL_ERROR",
                            "the operation failed unexpectedly; resume it to try again",
                            500, retryable=True)
 
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ended:
     """A finished operation and, when its run ended in this process, its step records as
@@ -85,7 +86,7 @@ class Operations:
         # Operations whose steps run here now (this process holds the lease; the run has
         # not started to finish): their followers need no database read to know that.
         self._running: dict[str, Operation] = {}
-        self._releases: set[asyncio.Task[object]] = set()
+        self._background: set[asyncio.Task[object]] = set()
         self._crashes: dict[str, int] = {}
         self._on_finished = on_finished
         self._slot_for = slot_for
@@ -142,8 +143,8 @@ class Operations:
     def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
         """Run `work` to its end whoever waits (shutdown waits for nothing of it)."""
         task = asyncio.create_task(work)
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def take_over_if_orphaned(self, operation: Operation) -> None:
         """Start an unfinished operation whose owner is gone (or that never started)."""
