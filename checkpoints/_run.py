@@ -60,6 +60,10 @@ class Run:
         #: The operation as `finish` wrote it, when its write's answer told all of it.
         self.finished_operation: Operation | None = None
         self.records: dict[str, StepRecord] = {}
+        #: What a step leaves in memory for a later step of this turn (e.g. an image it
+        #: has already decoded). Never written: a run taken over or resumed starts
+        #: without it, so a step may use it only to skip work it can also redo.
+        self.scratch: dict[str, Any] = {}
         self._plan: list[Step] = []
         self._cancelled = operation.cancel_requested
         self._suspended = False

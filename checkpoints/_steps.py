@@ -85,6 +85,11 @@ class StepContext:
         """Append an event (e.g. `retry`, `progress`) under the run's lease."""
         return await self.run.emit(type, data)
 
+    @property
+    def scratch(self) -> dict[str, Any]:
+        """The run's in-memory handoff between its steps (see `Run.scratch`)."""
+        return self.run.scratch
+
 
 def plan_blocks(plan: Sequence[Step]) -> list[Step | list[list[Step]]]:
     """Split a plan into single steps and blocks of concurrent groups."""

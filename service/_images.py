@@ -44,8 +44,9 @@ def _header(data: bytes) -> Image.Image:
     return image
 
 
-def _open(data: bytes) -> Image.Image:
-    """The image, decoded (CPU work: call it in a worker thread)."""
+def decode(data: bytes) -> Image.Image:
+    """The image, decoded in full (CPU work: call it in a worker thread); ValueError
+    (ImageTooLarge over the caps) for anything but a PNG, JPEG or WebP image."""
     image = _header(data)
     try:
         image.load()
@@ -54,27 +55,26 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
-def decoded_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of bytes that decode in full as PNG, JPEG or WebP (a worker
-    thread's job: a provider's answer is checked this way before it is stored)."""
-    return _open(data).size
 
 
 def verify_image(data: bytes) -> str:
     """The MIME type of PNG, JPEG or WebP bytes that decode in full (a worker thread's
     job); ValueError (ImageTooLarge over the caps) for anything else."""
-    return _MIME_TYPES[str(_open(data).format)]
+    return _MIME_TYPES[str(decode(data).format)]
 
 
-def make_variants(png: bytes, widths: tuple[int, ...] = (400, 800)) -> dict[int, bytes]:
+def make_variants(
+    png: bytes | Image.Image, widths: tuple[int, ...] = (400, 800)
+) -> dict[int, bytes]:
     """JPEG variants (quality 85) keyed by requested width, keeping the aspect ratio.
 
     Never enlarged: a source narrower than a width is kept at its own width. Accepts PNG,
-    JPEG or WebP; transparency is flattened onto white because JPEG has no alpha.
+    JPEG or WebP bytes, or such an image already decoded (`decode`); transparency is
+    flattened onto white because JPEG has no alpha.
     """
     if any(w < 1 for w in widths):
         raise ValueError(f"variant widths must be positive, got {widths}")
-    source = _open(png)
+    source = decode(png) if isinstance(png, bytes) else png
     if source.mode in ("RGBA", "LA") or (source.mode == "P" and "transparency" in source.info):
         rgba = source.convert("RGBA")
         flat = Image.new("RGB", rgba.size, _WHITE)

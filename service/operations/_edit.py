@@ -21,6 +21,7 @@ from ._thumbnails import (
     delivered,
     discard_unrendered,
     is_watermarked,
+    keep_decoded,
     reserve,
     store_variants,
     thumbnail_id,
@@ -89,13 +90,14 @@ class EditKind:
                                          model=request.model)
         keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, "edit"))
         await self.storage.put(keys["image"], image.data, image.mime_type)
+        keep_decoded(ctx, keys["image"], image)
         return {"image_key": keys["image"], "width": image.width, "height": image.height,
                 "provider": image.provider, "mime_type": image.mime_type}
 
     async def _variants(self, ctx: StepContext) -> JSON:
         op = ctx.operation
         return await store_variants(
-            self.storage, self.sign, op.user_id, thumbnail_id(op.id, "edit"),
+            self.storage, self.sign, ctx, thumbnail_id(op.id, "edit"),
             ctx.outputs["render"]["image_key"],
         )
 

@@ -24,6 +24,7 @@ from ._thumbnails import (
     Sign,
     discard_unrendered,
     is_watermarked,
+    keep_decoded,
     reserve,
     store_variants,
     thumbnail_id,
@@ -131,6 +132,7 @@ class GenerateKind:
                                          model=request.model)
         keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, f"v{i}"))
         await self.storage.put(keys["image"], image.data, image.mime_type)
+        keep_decoded(ctx, keys["image"], image)
         return {
             "image_key": keys["image"], "width": image.width, "height": image.height,
             "provider": image.provider, "mime_type": image.mime_type,
@@ -141,8 +143,7 @@ class GenerateKind:
         i = self._variation(ctx)
         rendered = ctx.outputs[f"v{i}/render"]
         return await store_variants(
-            self.storage, self.sign, op.user_id, thumbnail_id(op.id, f"v{i}"),
-            rendered["image_key"],
+            self.storage, self.sign, ctx, thumbnail_id(op.id, f"v{i}"), rendered["image_key"],
         )
 
     async def _record(self, ctx: StepContext) -> JSON:

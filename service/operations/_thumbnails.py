@@ -9,12 +9,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from PIL import Image
+
 from checkpoints import Operation, StepContext
 
 from .._errors import NotFound, StorageUnavailable
 from .._images import make_variants
 from .._storage import Storage, thumbnail_keys
 from ..accounts import AccountsBackend, Charge
+from ..providers import GeneratedImage
 
 log = logging.getLogger("service.operations")
 
@@ -48,18 +51,33 @@ async def discard_unrendered(storage: Storage, ctx: StepContext,
                         extra={"operation_id": op.id})
 
 
-async def store_variants(storage: Storage, sign: Sign, user_id: str, thumb_id: str,
+def keep_decoded(ctx: StepContext, image_key: str, image: GeneratedImage) -> None:
+    """Leave the image its provider's check decoded for this run's variants step (see
+    `store_variants`)."""
+    if image.decoded is not None:
+        ctx.scratch[_DECODED + image_key] = image.decoded
+
+
+async def store_variants(storage: Storage, sign: Sign, ctx: StepContext, thumb_id: str,
                          image_key: str) -> dict[str, str]:
     """The 400w and 800w JPEGs of a stored image; returns their keys, and a signed URL of
-    the 400w one so that a page can show the thumbnail as soon as it exists."""
-    keys = thumbnail_keys(user_id, thumb_id)
-    original, _ = await storage.get(image_key)
-    variants = await asyncio.to_thread(make_variants, original, (400, 800))
+    the 400w one so that a page can show the thumbnail as soon as it exists. The image
+    is decoded from the store unless this turn of the run rendered it and kept it
+    decoded (`keep_decoded`)."""
+    keys = thumbnail_keys(ctx.operation.user_id, thumb_id)
+    source: bytes | Image.Image | None = ctx.scratch.pop(_DECODED + image_key, None)
+    if source is None:
+        source, _ = await storage.get(image_key)
+    variants = await asyncio.to_thread(make_variants, source, (400, 800))
     # Independent objects: stored side by side (each write is atomic and idempotent).
     await asyncio.gather(*(storage.put(keys[f"image_{width}w"], variants[width], "image/jpeg")
                            for width in (400, 800)))
     return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"],
             "image_400w_url": await sign(keys["image_400w"])}
+
+
+#: Scratch keys of decoded renders (`keep_decoded`).
+_DECODED = "decoded:"
 
 
 def delivered(outputs: dict[str, Any], part: str) -> dict[str, Any] | None:

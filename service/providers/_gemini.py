@@ -13,7 +13,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import ProviderError
-from .._images import decoded_size
+from .._images import decode
 from ._failures import BLOCKED_FINISH_REASONS, NO_IMAGE_FINISH_REASONS, post_json
 from ._models import IMAGE_MODELS as MODEL_CHOICES
 from ._models import image_model
@@ -137,11 +137,11 @@ class GeminiProvider(RemoteProvider):
             if isinstance(inline, dict) and inline.get("data"):
                 try:
                     data = base64.b64decode(inline["data"], validate=True)
-                    width, height = await asyncio.to_thread(decoded_size, data)
+                    image = await asyncio.to_thread(decode, data)
                 except (binascii.Error, ValueError):
                     raise _no_image("Gemini returned an image that does not decode") from None
                 mime = str(inline.get("mimeType") or inline.get("mime_type") or "image/png")
-                return GeneratedImage(data, mime, width, height, self.name)
+                return GeneratedImage(data, mime, *image.size, self.name, decoded=image)
         raise _no_image("Gemini answered without an image")
 
     async def generate(self, request: ImageRequest) -> GeneratedImage:

@@ -9,7 +9,7 @@ import logging
 from typing import Any, Final
 
 from .._errors import ProviderError
-from .._images import decoded_size
+from .._images import decode
 from ._failures import post_json
 from ._models import image_model
 from ._prompts import HEATMAP_PROMPT, edit_prompt, thumbnail_prompt
@@ -39,7 +39,7 @@ class OpenAIProvider(RemoteProvider):
     async def _decode(self, answer: Any) -> GeneratedImage:
         try:
             data = base64.b64decode(answer["data"][0]["b64_json"], validate=True)
-            width, height = await asyncio.to_thread(decoded_size, data)
+            image = await asyncio.to_thread(decode, data)
         except (KeyError, IndexError, TypeError):
             raise ProviderError("PROVIDER_BAD_OUTPUT", "OpenAI answered without an image",
                                 retryable=True) from None
@@ -47,7 +47,7 @@ class OpenAIProvider(RemoteProvider):
             raise ProviderError("PROVIDER_BAD_OUTPUT",
                                 "OpenAI returned an image that does not decode",
                                 retryable=True) from None
-        return GeneratedImage(data, "image/png", width, height, self.name)
+        return GeneratedImage(data, "image/png", *image.size, self.name, decoded=image)
 
     async def generate(self, request: ImageRequest) -> GeneratedImage:
         if request.reference_images:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
+from PIL import Image
 
 from .._errors import ProviderError
 from .._spec import ThumbnailSpec
@@ -51,6 +52,9 @@ class GeneratedImage:
     width: int
     height: int
     provider: str
+    #: The image as the provider's check decoded it, when it did (saves decoding it
+    #: again for its variants).
+    decoded: Image.Image | None = field(default=None, repr=False, compare=False)
 
 
 class ImageProvider(Protocol):

@@ -735,3 +735,26 @@ async def test_a_quota_delay_within_the_budget_is_waited_for(api, edge, sleeps):
     assert done.status_code == 200, done.text
     assert route.call_count == 2
     assert sleeps.delays == [45.0]
+
+
+async def test_variants_are_made_from_the_image_the_check_decoded(served, edge, monkeypatch):
+    """Gemini's answer is decoded in full to check it; the variants are made from that
+    decoding, without reading the stored original back or decoding it again."""
+    app, api = served
+    storage = app.state.services.storage
+    read: list[str] = []
+    real_get = storage.get
+
+    async def get(key: str) -> tuple[bytes, str]:
+        read.append(key)
+        return await real_get(key)
+
+    monkeypatch.setattr(storage, "get", get)
+    edge.post(IMAGE_URL).mock(return_value=image_answer(png(320, 180, "purple")))
+    done = await api.post("/v1/thumbnails", json={"title": "decoded once"}, headers=auth())
+    assert done.status_code == 200, done.text
+    (thumb,) = done.json()["operation"]["result"]["thumbnails"]
+    assert read == []
+    variant = Image.open(io.BytesIO((await api.get(thumb["image_400w_url"])).content))
+    assert variant.size == (320, 180)  # never enlarged
+    assert variant.convert("RGB").getpixel((160, 90)) == pytest.approx((128, 0, 128), abs=8)

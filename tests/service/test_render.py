@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from service._images import (
     ImageTooLarge,
-    decoded_size,
+    decode,
     image_dimensions,
     make_variants,
     verify_image,
@@ -288,7 +288,7 @@ def test_a_truncated_png_is_refused_when_decoded(card: bytes) -> None:
     with pytest.raises(ValueError, match="not a PNG"):
         verify_image(cut)
     with pytest.raises(ValueError, match="not a PNG"):
-        decoded_size(cut)
+        decode(cut)
 
 
 def test_pixels_are_bounded_from_the_header() -> None:
