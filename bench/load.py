@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.campaign.clients import Seen, User  # noqa: E402
+from bench.campaign.clients import Seen, User, campaign_client  # noqa: E402
 from bench.campaign.cluster import Cluster, Sampler  # noqa: E402
 from bench.campaign.ledger import CREDITS, Ledger, check_ledger  # noqa: E402
 from checkpoints import create_engine  # noqa: E402
@@ -180,11 +180,9 @@ async def run(args: argparse.Namespace) -> int:
             root.mkdir(parents=True, exist_ok=True)
         cluster = Cluster(root, lease_ttl_s=args.lease_ttl)
         await cluster.start()
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         failed = False
         try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=90),
-                                         limits=limits) as http:
+            async with campaign_client() as http:
                 campaign = Campaign(cluster, http)
                 for phase in filter(None, args.phases.split(",")):
                     names, length = await campaign.phase(phase, args.users, args.seconds,

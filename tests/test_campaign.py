@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bench.campaign.clients import campaign_client
 from bench.load import Campaign, Cluster, check_ledger
 
 pytestmark = pytest.mark.anyio
@@ -21,8 +21,7 @@ async def test_the_books_balance_after_instances_are_killed_under_load(
                       provider_delay="0.3,1.5")
     await cluster.start()
     try:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=90), limits=limits) as http:
+        async with campaign_client() as http:
             campaign = Campaign(cluster, http, follow_limit_s=120)
             users, _ = await campaign.phase("campaign", 8, 24, faults=True, kills=2,
                                             restarts=False, drain_s=150)

@@ -25,6 +25,27 @@ PROVIDER_CODES = {"PROVIDER_RATE_LIMITED", "PROVIDER_UNAVAILABLE", "PROVIDER_BIL
 
 
 @dataclass
+class CampaignTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, except that a connection closed while it was being opened (an
+    instance killed at that moment) is a `ConnectError` like any other refused one:
+    anyio's socket stream on uvloop raises AttributeError there (it asks a transport
+    that is already closed for its peer's address)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except AttributeError as exc:
+            raise httpx.ConnectError(f"connection closed as it opened ({exc})",
+                                     request=request) from exc
+
+
+def campaign_client() -> httpx.AsyncClient:
+    """The HTTP client of every virtual user: no pool limits, long reads (streams)."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    return httpx.AsyncClient(timeout=httpx.Timeout(60, read=90),
+                             transport=CampaignTransport(limits=limits))
+
+
 class Seen:
     """Everything the virtual users of one phase observed."""
 

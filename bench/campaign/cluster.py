@@ -146,6 +146,16 @@ class Cluster:
     def in_outage(self, server: str, at: float) -> bool:
         return any(start <= at <= end + OUTAGE_GRACE_S for start, end in self.outages[server])
 
+    def outage_distance(self, at: float) -> str:
+        """Where `at` falls against the restarts and kills (for a 5xx no outage explains)."""
+        marks = [(f"{server} restart", start) for server, spans in self.outages.items()
+                 for start, _end in spans]
+        marks += [("kill", when) for when in self.killed.values()]
+        if not marks:
+            return "(no faults)"
+        name, when = min(marks, key=lambda mark: abs(at - mark[1]))
+        return f"({at - when:+.1f} s from the {name})"
+
     def pids(self) -> dict[str, list[int]]:
         """Process ids of each part (PostgreSQL: the postmaster and its backends)."""
         parts: dict[str, list[int]] = {"client": [os.getpid()]}

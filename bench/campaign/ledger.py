@@ -194,7 +194,7 @@ async def check_ledger(cluster: Cluster, seen: Seen, users: list[str], prefix: s
                            or (c == "DATABASE_UNAVAILABLE" and cluster.in_outage("postgres", t))
                            or (c == "RATE_LIMIT_UNAVAILABLE" and cluster.in_outage("redis", t)))]
     checks["5xx not a provider fault or declared outage"] = len(unexplained)
-    details += [f"5xx: {s} {c}" for _, s, c in unexplained[:5]]
+    details += [f"5xx: {s} {c} {cluster.outage_distance(t)}" for t, s, c in unexplained[:5]]
     checks["operations a client gave up following"] = len(seen.abandoned)
     return Ledger(checks, facts, details, *_lags(seen, event_times))
 
