@@ -24,7 +24,6 @@ PROVIDER_CODES = {"PROVIDER_RATE_LIMITED", "PROVIDER_UNAVAILABLE", "PROVIDER_BIL
                   "PROVIDER_TIMEOUT", "PROVIDER_BAD_OUTPUT", "PROVIDER_ERROR"}
 
 
-@dataclass
 class CampaignTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, except that a connection closed while it was being opened (an
     instance killed at that moment) is a `ConnectError` like any other refused one:
@@ -46,6 +45,7 @@ def campaign_client() -> httpx.AsyncClient:
                              transport=CampaignTransport(limits=limits))
 
 
+@dataclass
 class Seen:
     """Everything the virtual users of one phase observed."""
 
