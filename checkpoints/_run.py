@@ -513,7 +513,7 @@ class Run:
         self.finished = True
         if isinstance(written, Landed):
             return None
-        if written.seq is not None:  # the terminal event is the log's last: all is known
+        if written.seq is not None:  # this write's last event is the log's last: all is known
             self.finished_operation = dataclasses.replace(
                 self.operation, status=status, result=result, error=error,
                 lease_owner=None, lease_expires_at=None, last_seq=written.seq,
