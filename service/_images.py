@@ -4,8 +4,8 @@ Pixels are bounded, not bytes: a 60 KB PNG can declare 8000 × 8000 pixels and c
 gigabytes once decoded. What an image is (format, size, frames) is read from its header
 alone — cheap enough for the event loop and before any rate limit — and an image over
 `MAX_PIXELS` or `MAX_SIDE`, or with more than one frame, is refused before anything
-decodes it. Decoding (`verify_image`, `make_variants`) is CPU work: callers run it in a
-worker thread.
+decodes it. Decoding (`decode`, `verify_image`, `make_variants`) is CPU work: callers
+run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ def decode(data: bytes) -> Image.Image:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"not a PNG, JPEG or WebP image: {exc}") from exc
     return image
-
-
 
 
 def verify_image(data: bytes) -> str:

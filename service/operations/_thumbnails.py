@@ -22,6 +22,8 @@ from ..providers import GeneratedImage
 log = logging.getLogger("service.operations")
 
 THUMBNAIL_NAMESPACE = uuid.UUID("6f1c3d5e-2a7b-4c1e-9e8f-5b0a7d3c2e19")
+#: Scratch keys of decoded renders (`keep_decoded`).
+_DECODED = "decoded:"
 
 
 def thumbnail_id(operation_id: str, part: str) -> str:
@@ -74,10 +76,6 @@ async def store_variants(storage: Storage, sign: Sign, ctx: StepContext, thumb_i
                            for width in (400, 800)))
     return {"image_400w_key": keys["image_400w"], "image_800w_key": keys["image_800w"],
             "image_400w_url": await sign(keys["image_400w"])}
-
-
-#: Scratch keys of decoded renders (`keep_decoded`).
-_DECODED = "decoded:"
 
 
 def delivered(outputs: dict[str, Any], part: str) -> dict[str, Any] | None:
