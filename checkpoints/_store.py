@@ -4,14 +4,14 @@ Every write of a runner is *fenced*: it names the lease token it holds, and the 
 refuses it (`LeaseLost`) once a newer owner took the operation over. Each fenced write —
 operation row, step row, event (and on PostgreSQL its NOTIFY) — is one statement: one
 round trip on PostgreSQL (`_pg_write.py`), one implicit transaction through a trigger on
-SQLite (`_sqlite_write.py`). The leases live in `_leases.py`, the followers' reads and
-waits of the event log in `_event_feed.py`.
+SQLite (`_sqlite_write.py`). The rest of the operations' rows is `_operation_rows.py`'s,
+the leases live in `_leases.py`, the followers' reads and waits of the
+event log in `_event_feed.py`.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engine import autocommit, create_engine
-from ._errors import IdempotencyKeyReused, LeaseLost, LeaseUnavailable, OperationNotFound
+from ._errors import LeaseLost, LeaseUnavailable, OperationNotFound
 from ._event_feed import EventFeed
 from ._leases import Leases, hold_lease
 from ._models import (
@@ -31,10 +31,10 @@ from ._models import (
     Operation,
     OperationStatus,
     StepRecord,
-    input_hash,
 )
+from ._operation_rows import OperationRows
 from ._pg_write import PgWrites
-from ._rows import operation_of, step_of
+from ._rows import step_of
 from ._schema import metadata, operation_events, operation_steps, operations
 from ._shared_reads import SharedReads
 from ._sqlite_write import SqliteWrites
@@ -42,19 +42,12 @@ from ._write import DialectWrites, FencedWrite, Written
 
 Clock = Callable[[], float]
 
-# The hot reads, built once: a statement built per call costs more to build and to find
-# in the compiled cache than to execute.
-_OPERATION = sa.select(operations).where(operations.c.id == sa.bindparam("operation_id"))
-_BY_KEY = sa.select(operations).where(
-    operations.c.user_id == sa.bindparam("user_id"),
-    operations.c.idempotency_key == sa.bindparam("idempotency_key"),
-)
+# The steps' read, built once (as the operations' reads in `_operation_rows.py`).
 _STEPS = (
     sa.select(operation_steps)
     .where(operation_steps.c.operation_id == sa.bindparam("operation_id"))
     .order_by(operation_steps.c.position, operation_steps.c.key)
 )
-_INSERT = operations.insert().returning(*operations.c)
 
 
 class CheckpointStore:
@@ -80,14 +73,10 @@ class CheckpointStore:
             if engine.dialect.name == "postgresql"
             else SqliteWrites(self._single)
         )
-        self._insert_new_key = (
-            self._writes.insert(operations)
-            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
-            .returning(*operations.c)
-        )
+        self._rows = OperationRows(self._single, self._writes, clock)
         self._leases = Leases(self._single)
         self._feed = EventFeed(self._single, listen=listen, poll_interval=poll_interval)
-        self._operation_reads = SharedReads(self._read_operation)
+        self._operation_reads = SharedReads(self._rows.read)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> CheckpointStore:
@@ -129,39 +118,10 @@ class CheckpointStore:
         leased to that owner (its first lease, see `lease_of`): its run needs no
         `take_operation`.
         """
-        now = self.now()
-        digest = input_hash({"kind": kind, "input": input})
-        row: dict[str, Any] = {
-            "id": operation_id or str(uuid.uuid4()),
-            "user_id": user_id,
-            "kind": kind,
-            "status": "pending",
-            "input": input,
-            "input_hash": digest,
-            "idempotency_key": idempotency_key,
-            "created_at": now,
-            "updated_at": now,
-        }
-        if owner is not None:
-            if ttl is None or ttl <= 0:
-                raise ValueError("a leased operation needs a positive ttl")
-            row.update(lease_token=1, lease_owner=owner, lease_expires_at=self._clock() + ttl)
-        if idempotency_key is None:
-            async with self._single.connect() as conn:
-                new = (await conn.execute(_INSERT, row)).one()
-                await conn.commit()
-            return operation_of(new), True
-        async with self._single.connect() as conn:
-            inserted = (await conn.execute(self._insert_new_key, row)).first()
-            await conn.commit()
-        if inserted is not None:
-            return operation_of(inserted), True
-        existing = await self.find_operation(user_id, idempotency_key)
-        if existing is None:  # deleted by retention between the two statements
-            raise OperationNotFound(row["id"])
-        if existing.input_hash != digest:
-            raise IdempotencyKeyReused(idempotency_key, existing.id)
-        return existing, False
+        return await self._rows.create(
+            user_id=user_id, kind=kind, input=input, idempotency_key=idempotency_key,
+            operation_id=operation_id, owner=owner, ttl=ttl,
+        )
 
     async def get_operation(self, operation_id: str, *, user_id: str | None = None) -> Operation:
         """The operation; with `user_id`, only when it belongs to that user.
@@ -173,58 +133,21 @@ class CheckpointStore:
             raise OperationNotFound(operation_id)
         return op
 
-    async def _read_operation(self, operation_id: str) -> Operation:
-        async with self._single.connect() as conn:
-            row = (await conn.execute(_OPERATION, {"operation_id": operation_id})).first()
-        if row is None:
-            raise OperationNotFound(operation_id)
-        return operation_of(row)
-
     async def find_operation(self, user_id: str, idempotency_key: str) -> Operation | None:
-        params = {"user_id": user_id, "idempotency_key": idempotency_key}
-        async with self._single.connect() as conn:
-            row = (await conn.execute(_BY_KEY, params)).first()
-        return None if row is None else operation_of(row)
+        return await self._rows.find(user_id, idempotency_key)
 
     async def orphaned(self, *, idle_for: float, limit: int = 50) -> list[str]:
         """Unfinished operations nobody holds: their owner's lease has expired, or no lease
         was taken for `idle_for` seconds (a run that crashed, was suspended at a shutdown,
         or never started). Longest expired first."""
-        unheld_since = self.now() - timedelta(seconds=idle_for)
-        stmt = (
-            sa.select(operations.c.id)
-            .where(
-                operations.c.status.in_(["pending", "running"]),
-                sa.or_(
-                    operations.c.lease_expires_at < self._clock(),
-                    sa.and_(operations.c.lease_expires_at.is_(None),
-                            operations.c.updated_at < unheld_since),
-                ),
-            )
-            .order_by(operations.c.lease_expires_at)
-            .limit(limit)
-        )
-        async with self._single.connect() as conn:
-            return list((await conn.execute(stmt)).scalars())
+        return await self._rows.orphaned(idle_for=idle_for, limit=limit)
 
     async def request_cancel(self, operation_id: str) -> bool:
         """Ask the owner of an unfinished operation to stop; False when it has finished.
 
         The owner learns of it from the answer of its next write, on any instance.
         """
-        stmt = (
-            operations.update()
-            .where(
-                operations.c.id == operation_id,
-                operations.c.status.not_in(TERMINAL_STATUSES),
-            )
-            .values(cancel_requested=True, updated_at=self.now())
-            .returning(operations.c.id)
-        )
-        async with self._single.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-            await conn.commit()
-        return row is not None
+        return await self._rows.request_cancel(operation_id)
 
     # -- leases -------------------------------------------------------------------------
 
