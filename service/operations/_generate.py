@@ -24,8 +24,8 @@ from ._thumbnails import (
     Sign,
     discard_unrendered,
     is_watermarked,
-    keep_decoded,
     reserve,
+    store_render,
     store_variants,
     thumbnail_id,
 )
@@ -131,8 +131,7 @@ class GenerateKind:
         image = await self.providers.run(ctx, lambda provider: provider.generate(request),
                                          model=request.model)
         keys = thumbnail_keys(op.user_id, thumbnail_id(op.id, f"v{i}"))
-        await self.storage.put(keys["image"], image.data, image.mime_type)
-        keep_decoded(ctx, keys["image"], image)
+        await store_render(self.storage, ctx, keys["image"], image)
         return {
             "image_key": keys["image"], "width": image.width, "height": image.height,
             "provider": image.provider, "mime_type": image.mime_type,

@@ -22,7 +22,7 @@ from ..providers import GeneratedImage
 log = logging.getLogger("service.operations")
 
 THUMBNAIL_NAMESPACE = uuid.UUID("6f1c3d5e-2a7b-4c1e-9e8f-5b0a7d3c2e19")
-#: Scratch keys of decoded renders (`keep_decoded`).
+#: Scratch keys of decoded renders (`store_render`).
 _DECODED = "decoded:"
 
 
@@ -53,9 +53,11 @@ async def discard_unrendered(storage: Storage, ctx: StepContext,
                         extra={"operation_id": op.id})
 
 
-def keep_decoded(ctx: StepContext, image_key: str, image: GeneratedImage) -> None:
-    """Leave the image its provider's check decoded for this run's variants step (see
-    `store_variants`)."""
+async def store_render(storage: Storage, ctx: StepContext, image_key: str,
+                       image: GeneratedImage) -> None:
+    """Store a provider's image, and leave the decoding its check made for this run's
+    variants step (see `store_variants`)."""
+    await storage.put(image_key, image.data, image.mime_type)
     if image.decoded is not None:
         ctx.scratch[_DECODED + image_key] = image.decoded
 
@@ -65,7 +67,7 @@ async def store_variants(storage: Storage, sign: Sign, ctx: StepContext, thumb_i
     """The 400w and 800w JPEGs of a stored image; returns their keys, and a signed URL of
     the 400w one so that a page can show the thumbnail as soon as it exists. The image
     is decoded from the store unless this turn of the run rendered it and kept it
-    decoded (`keep_decoded`)."""
+    decoded (`store_render`)."""
     keys = thumbnail_keys(ctx.operation.user_id, thumb_id)
     source: bytes | Image.Image | None = ctx.scratch.pop(_DECODED + image_key, None)
     if source is None:
