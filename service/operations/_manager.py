@@ -147,8 +147,12 @@ class Operations:
         task.add_done_callback(self._background.discard)
 
     async def take_over_if_orphaned(self, operation: Operation) -> None:
-        """Start an unfinished operation whose owner is gone (or that never started)."""
-        if not operation.is_finished and not operation.is_leased(self.store.now().timestamp()):
+        """Start an unfinished operation whose owner is gone (or that never started).
+        One this process runs is never orphaned, whatever the lease `operation` shows
+        (e.g. as `running_here` gave it, from before its renewals)."""
+        if operation.id in self._tasks or operation.is_finished:
+            return
+        if not operation.is_leased(self.store.now().timestamp()):
             self.start(operation.id)
 
     async def sweep(self, every_s: float) -> None:

@@ -59,8 +59,7 @@ async def operation_events(request: Request) -> Response:
     decision = await ratelimit.enforce_rate_limit("operations", request, principal.user_id)
     if op.is_finished and op.last_seq <= cursor:
         return Response(status_code=204, headers=decision.headers)
-    if svc.operations.running_here(op.id) is None:
-        await svc.operations.take_over_if_orphaned(op)
+    await svc.operations.take_over_if_orphaned(op)
     return await stream_response(svc, op.id, cursor, decision.headers, principal.user_id)
 
 
