@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import jwt
+from cachetools import TTLCache
 from starlette.requests import Request
 
 from .._errors import Unauthorized
@@ -63,12 +64,11 @@ def load_secret(configured: str | None, data_dir: Path, name: str = "dev-jwt-sec
 
 class _Verified(NamedTuple):
     """A token that passed `_decode`: its header, what it was checked with (key,
-    algorithm, audiences, issuer), its claims, and until when that check is trusted."""
+    algorithm, audiences, issuer) and its claims."""
 
     header: dict[str, Any] | None
     checked_with: tuple[Any, ...]
     claims: dict[str, Any]
-    until: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,9 @@ class Authenticator:
         self._audiences = list(audiences)
         self._issuer = issuer
         self._clock = clock
-        self._verified: dict[str, _Verified] = {}
+        # A verification is trusted for VERIFIED_FOR_S of the service's clock.
+        self._verified: TTLCache[str, _Verified] = TTLCache(
+            maxsize=VERIFIED_TOKENS, ttl=VERIFIED_FOR_S, timer=clock)
 
     # -- user tokens ----------------------------------------------------------------------
 
@@ -188,7 +190,7 @@ class Authenticator:
         now = self._clock()
         checked_with = (key, alg, audiences, issuer)
         cached = self._verified.get(token)
-        if cached is not None and now < cached.until and cached.checked_with == checked_with:
+        if cached is not None and cached.checked_with == checked_with:
             claims = cached.claims
         else:
             try:
@@ -199,10 +201,7 @@ class Authenticator:
                 )
             except jwt.InvalidTokenError:
                 raise Unauthorized("the token is not valid") from None
-            if len(self._verified) >= VERIFIED_TOKENS:
-                del self._verified[next(iter(self._verified))]  # the oldest
-            self._verified[token] = _Verified(header, checked_with, claims,
-                                              now + VERIFIED_FOR_S)
+            self._verified[token] = _Verified(header, checked_with, claims)
         exp, nbf = _seconds(claims.get("exp")), _seconds(claims.get("nbf", 0))
         if exp <= now - LEEWAY_S:
             raise Unauthorized("the token has expired")

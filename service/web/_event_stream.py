@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from cachetools import FIFOCache
 from sse_starlette import ServerSentEvent
 
 from checkpoints import Event
@@ -19,9 +20,8 @@ class EncodedEvents:
     once logged, and every stream that sends it sends the same bytes."""
 
     def __init__(self, max_events: int = MAX_ENCODED_EVENTS) -> None:
-        self._max_events = max_events
         # (operation id, first seq, last seq) -> those events' bytes, one after the other
-        self._encoded: dict[tuple[str, int, int], bytes] = {}
+        self._encoded: FIFOCache[tuple[str, int, int], bytes] = FIFOCache(max_events)
 
     def of(self, operation_id: str, events: Sequence[Event]) -> bytes:
         """`events` of the operation (consecutive), encoded one after the other: one
@@ -34,8 +34,6 @@ class EncodedEvents:
                 encoded = _encode(events[0])
             else:
                 encoded = b"".join(self.of(operation_id, [event]) for event in events)
-            if len(self._encoded) >= self._max_events:
-                del self._encoded[next(iter(self._encoded))]  # the oldest
             self._encoded[key] = encoded
         return encoded
 
