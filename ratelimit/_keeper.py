@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 Sleep = Callable[[float], Coroutine[Any, Any, None]]
 
+log = logging.getLogger("ratelimit")
+
 
 class SlotKeeper:
     """Renews kept slots at least every third of their TTL, from one task that runs while
@@ -29,6 +32,7 @@ class SlotKeeper:
     def __init__(self, *, sleep: Sleep = asyncio.sleep) -> None:
         self._sleep = sleep
         self._kept: dict[Slot, None] = {}  # a set in the order slots came
+        self._renewing: dict[Slot, asyncio.Future[None]] = {}  # renewals under way
         self._task: asyncio.Task[None] | None = None
         self._period = 0.0
 
@@ -46,8 +50,13 @@ class SlotKeeper:
             self._task = asyncio.get_running_loop().create_task(
                 self._renew_kept(), name="ratelimit:slot-keeper")
 
-    def drop(self, slot: Slot) -> None:
+    async def drop(self, slot: Slot) -> None:
+        """Renew `slot` no more; returns once a renewal of it already under way has
+        landed, so that a release that follows cannot be undone by that renewal."""
         self._kept.pop(slot, None)
+        renewing = self._renewing.get(slot)
+        if renewing is not None:
+            await asyncio.shield(renewing)
         if not self._kept and self._task is not None:
             self._task.cancel()  # nothing left to renew: no task lingers
             self._task = None
@@ -72,5 +81,14 @@ class SlotKeeper:
     async def _renew(self, slot: Slot) -> None:
         if slot not in self._kept:
             return  # released meanwhile: renewing would hold it again
-        with contextlib.suppress(RateLimitError):
+        landed = asyncio.get_running_loop().create_future()
+        self._renewing[slot] = landed
+        try:
             await slot.renew()
+        except RateLimitError:
+            pass  # unreachable, or full again: the next round tries again
+        except Exception:  # one slot's fault must not stop the others' renewals
+            log.exception("renewing a slot on %s failed", slot.route_id)
+        finally:
+            del self._renewing[slot]
+            landed.set_result(None)

@@ -376,13 +376,11 @@ class RedisBackend:
         """A run of several callers' slot calls; CROSSSLOT (a sharding proxy) is left to
         the caller, which then sends each call alone."""
         try:
-            return await self.client.evalsha(script.sha, numkeys, *args)
-        except NoScriptError:
-            return await self._eval(script, numkeys, *args)
-        except ClusterCrossSlotError:
+            return await self._evalsha(script, numkeys, *args)
+        except BackendUnavailable as exc:
+            if isinstance(exc.__cause__, ClusterCrossSlotError):  # also after a NOSCRIPT
+                raise exc.__cause__ from None
             raise
-        except _FAILURES as exc:
-            raise BackendUnavailable(f"redis: {exc}") from exc
 
     async def ping(self) -> bool:
         try:

@@ -92,8 +92,10 @@ class Slot:
         try:
             yield self
         finally:
-            keeper.drop(self)
-            await self.release()
+            try:
+                await keeper.drop(self)
+            finally:
+                await self.release()
 
     async def release(self) -> None:
         """Free the slot (idempotent; shielded from cancellation, never raises)."""

@@ -46,3 +46,61 @@ async def test_kept_slots_outlive_their_ttl_and_free_on_release(clock) -> None:
     again = [await limiter.acquire_slot("generate", "u", ttl_s=3) for _ in range(2)]
     assert all(slot.held for slot in again)
     await limiter.aclose()
+
+
+async def test_a_renewal_under_way_lands_before_the_release(clock) -> None:
+    """A slot released while the keeper is renewing it is released after that renewal
+    has landed: the renewal cannot hold again a slot that was just freed (the route
+    would stay full until its TTL). A renewal that fails in an unexpected way does not
+    stop the renewals of the other kept slots either."""
+    limiter = RateLimiter(MemoryBackend(clock=clock), policies(GEN), clock=clock)
+    rounds = 0
+    more_rounds = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        nonlocal rounds
+        rounds += 1
+        if rounds >= 10:
+            more_rounds.set()
+        await asyncio.sleep(0)
+
+    limiter.keeper = SlotKeeper(sleep=sleep)
+    slow = await limiter.acquire_slot("generate", "u", ttl_s=3)
+    broken = await limiter.acquire_slot("generate", "u", ttl_s=3)
+    renewing, go_on = asyncio.Event(), asyncio.Event()
+    real_renew = slow.renew
+    renewals = 0
+
+    async def slow_renew(ttl_s: float | None = None) -> bool:
+        nonlocal renewals
+        renewals += 1
+        renewing.set()
+        await go_on.wait()
+        return await real_renew(ttl_s)
+
+    async def broken_renew(ttl_s: float | None = None) -> bool:
+        raise RuntimeError("a bug in one slot's renewal")
+
+    slow.renew = slow_renew  # type: ignore[method-assign]
+    broken.renew = broken_renew  # type: ignore[method-assign]
+    async with broken.kept():
+        leaving = asyncio.Event()
+
+        async def hold_slow() -> None:
+            async with slow.kept():
+                await renewing.wait()
+                leaving.set()
+
+        holder = asyncio.create_task(hold_slow())
+        await leaving.wait()
+        await asyncio.sleep(0.01)
+        assert not holder.done()  # the release waits for the renewal under way
+        go_on.set()
+        await holder
+        assert not slow.held
+        # Freed for real: both of the route's two slots can be taken except `broken`'s.
+        taken = await limiter.acquire_slot("generate", "u", ttl_s=3)
+        assert taken.held
+        await more_rounds.wait()  # the keeper goes on despite `broken`
+    assert renewals >= 1
+    await limiter.aclose()
