@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,17 +32,16 @@ class OperationRows:
     """The operations table, through the store's engine for single statements."""
 
     def __init__(self, single: AsyncEngine, writes: DialectWrites,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], now: Callable[[], datetime]) -> None:
+        """`clock`: the store's clock in seconds (leases); `now`: the same as a datetime."""
         self._single = single
         self._clock = clock
+        self._now = now
         self._insert_new_key = (
             writes.insert(operations)
             .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
             .returning(*operations.c)
         )
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), tz=UTC)
 
     async def create(
         self, *, user_id: str, kind: str, input: JSON, idempotency_key: str | None,

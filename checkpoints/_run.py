@@ -56,10 +56,6 @@ class Run(RunCheckpoints):
     def outputs(self) -> dict[str, JSON]:
         return {k: r.output for k, r in self.records.items() if r.status == "completed"}
 
-    async def load_steps(self) -> None:
-        """Read the operation's step records (`plan` does too)."""
-        self._load(await self.store.get_steps(self.operation.id))
-
     def _load(self, records: Sequence[StepRecord]) -> None:
         self.records = {r.key: r for r in records}
         self._failures = {

@@ -75,18 +75,11 @@ class RunCheckpoints:
         assert written.seq is not None
         return written.seq
 
-    async def set_status(
-        self,
-        status: OperationStatus,
-        *,
-        event: tuple[str, Mapping[str, Any]] | None = None,
-        at: datetime | None = None,
-    ) -> None:
-        """Set a non-terminal status, optionally with an event in the same write (see
-        `CheckpointStore.set_status`)."""
+    async def set_status(self, status: OperationStatus) -> None:
+        """Set a non-terminal status now (see `CheckpointStore.set_status`)."""
         await self._write_opening()
-        self._seen(await self.store.set_status(self.lease, status, event=self._ours(event),
-                                               at=at))
+        self.open(status)
+        await self._write_opening()
 
     def open(
         self,

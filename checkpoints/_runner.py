@@ -64,9 +64,9 @@ class Runner:
 
         Raises `LeaseUnavailable` when a live owner holds it. If a newer owner takes it
         over meanwhile, the body is cancelled and `LeaseLost` raised. The lease is
-        released on the way out. The run's step records are read by its `plan` (or
-        `load_steps`). `taken`: the operation as this owner already holds it (created
-        leased to it, see `CheckpointStore.create_operation`): nothing to take.
+        released on the way out. The run's step records are read by its `plan`.
+        `taken`: the operation as this owner already holds it (created leased to it, see
+        `CheckpointStore.create_operation`): nothing to take.
         """
         if taken is not None:
             if taken.id != operation_id or taken.lease_owner != self.owner:

@@ -73,7 +73,7 @@ class CheckpointStore:
             if engine.dialect.name == "postgresql"
             else SqliteWrites(self._single)
         )
-        self._rows = OperationRows(self._single, self._writes, clock)
+        self._rows = OperationRows(self._single, self._writes, clock, self.now)
         self._leases = Leases(self._single)
         self._feed = EventFeed(self._single, listen=listen, poll_interval=poll_interval)
         self._operation_reads = SharedReads(self._rows.read)
