@@ -34,7 +34,8 @@ from ._write import STEP_COLUMNS, STEP_TYPES, FencedWrite, Written, planned
 _OPERATION_COLUMNS: Final = (
     "status", "result", "error", "finished_at", "lease_owner", "lease_expires_at",
 )
-_STEP_COLUMNS: Final = ("status", "attempts", "output", "error", "started_at", "finished_at")
+#: The step columns a write sets (all of a step's columns but its identity).
+_STEP_COLUMNS: Final = tuple(c.name for c in STEP_TYPES if c.name not in ("key", "position"))
 
 
 def _set_if_given(column: str) -> str:
